@@ -1,0 +1,3 @@
+from blt.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The experiment config: fixed sections plus one tagged component per plugin family.
+
+The component unions depend on what is registered, so the struct type is built per registry.
+Kinds are checked against the registry before decoding, so an unknown kind lists the registered
+alternatives and suggests the closest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Union
+
+import msgspec
+
+from blt.core.config import ComponentConfig, Config, convert, read_config_file
+from blt.core.errors import ConfigError
+from blt.core.registry import Registry, registry_for
+from blt.core.specs import FAMILY_OF_SECTION
+from blt.model.config import ModelConfig
+
+
+class PluginsConfig(Config):
+    """``[plugins]``: names to block and whether to load entry-point plugins."""
+
+    block: list[str] = []
+    autoload: bool | None = None
+
+
+# Fixed (non-plugin) sections: name -> struct type. Later subsystems add theirs here.
+FIXED_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "plugins": PluginsConfig,
+}
+
+DEFAULT_KINDS: dict[str, str] = {
+    "patcher": "space",
+    "encoder": "cross_attention",
+    "decoder": "cross_attention",
+    "attention": "sdpa",
+}
+
+
+def experiment_type(registry: Registry) -> type[msgspec.Struct]:
+    """The experiment struct for this registry's config types (used for decoding and ``blt schema``)."""
+    fields: list[tuple[str, Any, Any]] = []
+    for section, type_ in FIXED_SECTIONS.items():
+        fields.append((section, type_, msgspec.field(default_factory=type_)))
+    for section, family in FAMILY_OF_SECTION.items():
+        specs = registry.family(family)
+        if not specs:
+            continue
+        types = tuple(spec.config_type for spec in specs.values())
+        union = types[0] if len(types) == 1 else Union[types]  # noqa: UP007 - built dynamically
+        default_kind = DEFAULT_KINDS.get(section)
+        if default_kind in specs:
+            fields.append((section, union, msgspec.field(default_factory=specs[default_kind].config_type)))
+        else:
+            fields.append((section, union, msgspec.field(default_factory=next(iter(types)))))
+    return msgspec.defstruct(
+        "ExperimentConfig", fields, frozen=True, forbid_unknown_fields=True, kw_only=True, module=__name__
+    )
+
+
+def load_experiment(source: str | Path | Mapping[str, Any] | msgspec.Struct, registry: Registry | None = None) -> tuple[Any, Registry]:
+    """Decode an experiment from a TOML/JSON path, a mapping, or pass a struct through.
+
+    Returns ``(config, registry)``; the registry honours the config's ``[plugins]`` table unless given.
+    """
+    if isinstance(source, msgspec.Struct):
+        if registry is None:
+            plugins = getattr(source, "plugins", None)
+            registry = registry_for({"plugins": msgspec.to_builtins(plugins)} if plugins is not None else None)
+        return source, registry
+    data = read_config_file(source) if isinstance(source, (str, Path)) else dict(source)
+    if registry is None:
+        registry = registry_for(data)
+    for section, family in FAMILY_OF_SECTION.items():
+        if section in data:
+            value = data[section]
+            if isinstance(value, str):
+                data[section] = value = {"kind": value}
+            if not isinstance(value, ComponentConfig):
+                registry.config(family, value, path=f"$.{section}")  # names the field path on error
+    return convert(data, experiment_type(registry), "$"), registry
+
+
+def experiment_schema(registry: Registry) -> dict[str, Any]:
+    """JSON Schema of the experiment config for this registry (editor completion)."""
+    return msgspec.json.schema(experiment_type(registry))
+
+
+def with_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into ``base`` (plain data). A component table that changes ``kind``
+    replaces the base table instead of merging (fields of one kind rarely fit another)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            old = out[key]
+            if key in FAMILY_OF_SECTION and "kind" in value and value.get("kind") != old.get("kind"):
+                out[key] = dict(value)
+            else:
+                out[key] = with_overrides(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+__all__ = ["experiment_schema", "experiment_type", "load_experiment", "with_overrides", "ConfigError"]

@@ -1,0 +1,1 @@
+"""Placeholder: being written (no components registered yet)."""

@@ -1,0 +1,56 @@
+"""``space``: a patch ends with the first space-like byte of a run (SpaceByte-style, as in BLT)."""
+
+from __future__ import annotations
+
+import torch
+
+from blt.core.config import PatcherConfig
+from blt.core.hookspecs import hookimpl
+from blt.core.patching import Patches, as_batch, dynamic_prefix, finish
+from blt.core.specs import PatcherSpec
+from blt.tokens import OFFSET
+
+
+class SpaceConfig(PatcherConfig, tag="space"):
+    pass
+
+
+def _word_byte_table() -> torch.Tensor:
+    """``table[id]`` is True for ids of ASCII letters, digits and UTF-8 continuation bytes."""
+    table = torch.zeros(256 + OFFSET, dtype=torch.bool)
+    for lo, hi in ((ord("0"), ord("9")), (ord("A"), ord("Z")), (ord("a"), ord("z")), (0x80, 0xBF)):
+        table[lo + OFFSET : hi + OFFSET + 1] = True
+    return table
+
+
+_WORD_BYTE = _word_byte_table()
+
+
+def marked_positions(tokens_BN: torch.Tensor) -> torch.Tensor:
+    """``[B, N]`` bool: space-like and the previous position is not, or a special token (id < 4)."""
+    space_like = ~_WORD_BYTE.to(tokens_BN.device)[tokens_BN]
+    prev = torch.nn.functional.pad(space_like, (1, 0), value=False)[:, :-1]
+    return (space_like & ~prev) | (tokens_BN < OFFSET)
+
+
+class SpacePatcher:
+    incremental = True
+
+    def __init__(self, config: SpaceConfig) -> None:
+        self.config = config
+
+    def patch(self, tokens: torch.Tensor, *, include_next_token: bool = False, entropies: torch.Tensor | None = None) -> Patches:
+        tokens_BN, squeeze = as_batch(tokens)
+        B, N = tokens_BN.shape
+        n_out = N + int(include_next_token)
+        starts = dynamic_prefix(B, n_out, tokens_BN.device)
+        if n_out > 2:
+            # Start(p) for p >= 2 iff token p - 1 is marked.
+            starts[:, 2:] = marked_positions(tokens_BN)[:, 1 : n_out - 1]
+        return finish(starts, self.config.max_patch_length, squeeze)
+
+
+@hookimpl
+def blt_register_patchers():
+    return [PatcherSpec(name="space", config_type=SpaceConfig, build=SpacePatcher, incremental=True,
+                        summary="a patch ends with the first space-like byte of a run")]
