@@ -16,8 +16,11 @@ import msgspec
 from blt.core.config import ComponentConfig, Config, convert, read_config_file
 from blt.core.errors import ConfigError
 from blt.core.registry import Registry, registry_for
+from blt.baselines.config import BaselineConfig
 from blt.core.specs import FAMILY_OF_SECTION
+from blt.data.config import DataConfig
 from blt.model.config import ModelConfig
+from blt.train.config import BudgetConfig, TrainConfig
 
 
 class PluginsConfig(Config):
@@ -31,6 +34,10 @@ class PluginsConfig(Config):
 FIXED_SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "plugins": PluginsConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "budget": BudgetConfig,
+    "baseline": BaselineConfig,
 }
 
 DEFAULT_KINDS: dict[str, str] = {

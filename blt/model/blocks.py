@@ -127,9 +127,10 @@ class TransformerLayer(nn.Module):
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
-def trunc_normal_(weight: torch.Tensor, std: float) -> None:
-    """The reference init: truncated normal at +-3 std."""
-    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+def trunc_normal_(weight: torch.Tensor, std: float, bound: float | None = None) -> None:
+    """The reference init: truncated normal at +-3 std (or at ``+-bound`` when given)."""
+    bound = 3 * std if bound is None else bound
+    nn.init.trunc_normal_(weight, mean=0.0, std=std, a=-bound, b=bound)
 
 
 def init_layer(layer: TransformerLayer, factor: float = 1.0) -> None:
@@ -139,7 +140,8 @@ def init_layer(layer: TransformerLayer, factor: float = 1.0) -> None:
     attn, mlp = layer.self_attn, layer.mlp
     for w in (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight, mlp.gate_proj.weight, mlp.up_proj.weight):
         trunc_normal_(w, dim**-0.5)
-    trunc_normal_(attn.o_proj.weight, dim**-0.5 / factor)
-    trunc_normal_(mlp.down_proj.weight, hidden**-0.5 / factor)
+    # Output projections: std divided by the depth factor, truncation bounds kept at 3x the base std.
+    trunc_normal_(attn.o_proj.weight, dim**-0.5 / factor, bound=3 * dim**-0.5)
+    trunc_normal_(mlp.down_proj.weight, hidden**-0.5 / factor, bound=3 * hidden**-0.5)
     for norm in (layer.input_layernorm, layer.post_attention_layernorm):
         nn.init.ones_(norm.weight)

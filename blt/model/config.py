@@ -1,24 +1,67 @@
-"""Model-level config: the global (latent) transformer and the widths shared by local stacks."""
+"""Model-level config (``[model]``: global transformer, shared widths, init) and the field sets
+shared by local encoder / decoder configs. Every field here has an effect."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
+import attrs
 from msgspec import Meta
 
-from blt.core.config import Config, PositiveInt
+from blt.core.config import Config, DecoderConfig, EncoderConfig, PositiveInt
+
+InitStdFactor = Literal["disabled", "current_depth", "global_depth", "dim_ratio"]
+NonNegativeInt = Annotated[int, Meta(ge=0)]
 
 
 class ModelConfig(Config):
     """``[model]`` table of an experiment."""
 
-    d_local: PositiveInt = 64          # local encoder/decoder width
-    d_global: PositiveInt = 128        # global transformer width
+    d_local: PositiveInt = 64               # local encoder/decoder width (byte states)
+    d_global: PositiveInt = 128             # global transformer width
     global_layers: PositiveInt = 2
     global_heads: PositiveInt = 4
-    global_kv_heads: PositiveInt | None = None
-    global_ffn: PositiveInt | None = None   # None: int(8 d / 3) rounded up to a multiple of 256... see blocks
-    rope_theta: Annotated[float, Meta(gt=0)] = 10000.0
+    global_kv_heads: PositiveInt | None = None   # None: = global_heads
+    global_ffn: PositiveInt | None = None   # None: int(8 d / 3) rounded up to a multiple of 256
+    rope_theta: Annotated[float, Meta(gt=0)] = 10000.0   # encoder, global and decoder RoPE
     norm_eps: Annotated[float, Meta(gt=0)] = 1e-5
-    block_documents: bool = True       # global attention blocked at document (EOS) boundaries
-    init_std_factor: str = "disabled"  # disabled | current_depth | global_depth
+    block_documents: bool = True            # global attention blocked at document (EOS) boundaries
+    init_std_factor: InitStdFactor = "disabled"  # output-projection std divisor (BLT_NOTES §12)
+
+
+class LocalEncoderConfig(EncoderConfig):
+    """Fields every builtin local encoder has: its transformer stack and hash n-gram embeddings."""
+
+    layers: PositiveInt = 1
+    heads: PositiveInt = 4
+    kv_heads: PositiveInt | None = None
+    ffn_dim: PositiveInt | None = None      # None: int(8 d / 3) rounded up to a multiple of 256
+    window: PositiveInt | None = 512        # sliding window in bytes (within a document); None: unlimited
+    hash_sizes: tuple[PositiveInt, ...] = (3, 4, 5, 6, 7, 8)  # n-gram sizes; () disables hash embeddings
+    hash_functions: NonNegativeInt = 1      # hash functions per n-gram size; 0 disables hash embeddings
+    hash_buckets: PositiveInt = 30000       # rows per hash table (V)
+
+
+class LocalDecoderConfig(DecoderConfig):
+    """Fields every builtin local decoder has: its transformer stack."""
+
+    layers: PositiveInt = 2
+    heads: PositiveInt = 4
+    kv_heads: PositiveInt | None = None
+    ffn_dim: PositiveInt | None = None
+    window: PositiveInt | None = 512
+
+
+@attrs.frozen
+class SharedDims:
+    """What ``[model]`` tells every encoder / decoder builder."""
+
+    d_local: int
+    d_global: int
+    rope_theta: float
+    norm_eps: float
+    init_std_factor: str
+
+    @classmethod
+    def from_config(cls, model: ModelConfig) -> SharedDims:
+        return cls(model.d_local, model.d_global, model.rope_theta, model.norm_eps, model.init_std_factor)

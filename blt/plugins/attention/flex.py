@@ -1,1 +1,74 @@
-"""Placeholder: being written (no components registered yet)."""
+"""``flex``: FlexAttention with BlockMasks built once per batch (``create_block_mask``), compiled.
+
+Every mask kind is supported: the description's rule is the ``mask_mod``. Rows with no allowed
+key output zeros (FlexAttention's own behaviour, matching ``eager``). On CPU, FlexAttention has
+forward only: ``can_train`` says so and ``build_model(..., training=True)`` / a forward that would
+build a graph refuse up front. Inference on CPU works under ``torch.no_grad()`` (the first call
+compiles, which takes tens of seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from blt.core.config import AttentionConfig
+from blt.core.hookspecs import hookimpl
+from blt.core.specs import AttentionSpec
+from blt.model.attention import check_kind
+from blt.model.masks import MASK_KINDS, MaskDescription
+
+
+class FlexConfig(AttentionConfig, tag="flex"):
+    compile: bool = True    # torch.compile the kernel (uncompiled flex is a slow reference path)
+
+
+def is_available() -> str | None:
+    try:
+        import torch.nn.attention.flex_attention  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - torch >= 2.5 ships it
+        return f"torch {torch.__version__} has no FlexAttention ({exc})"
+    return None
+
+
+def can_train(device: torch.device | str) -> str | None:
+    if torch.device(device).type == "cpu":
+        return f"FlexAttention has no backward on CPU (torch {torch.__version__}); train with sdpa or eager, or on CUDA"
+    return None
+
+
+class FlexAttention:
+    name = "flex"
+    mask_kinds = MASK_KINDS
+
+    def __init__(self, config: FlexConfig | None = None) -> None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        self.config = config or FlexConfig()
+        self._kernel: Callable[..., torch.Tensor] = torch.compile(flex_attention, dynamic=False) if self.config.compile else flex_attention
+
+    def prepare(self, mask: MaskDescription) -> Any:
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        check_kind(self, mask)
+        B, Q, K = mask.shape
+
+        def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+            return mask.allowed(b, q, kv)
+
+        return create_block_mask(mask_mod, B, None, Q, K, device=mask.q_pos_BQ.device)
+
+    def attend(self, q_BHQD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, prepared: Any) -> torch.Tensor:
+        return self._kernel(q_BHQD, k_BHKD, v_BHKD, block_mask=prepared)
+
+    def can_train(self, device: torch.device | str) -> str | None:
+        return can_train(device)
+
+
+@hookimpl
+def blt_register_attention():
+    return [AttentionSpec(name="flex", config_type=FlexConfig, build=FlexAttention, mask_kinds=MASK_KINDS,
+                          is_available=is_available, can_train=can_train,
+                          summary="FlexAttention with per-batch BlockMasks (compiled); no backward on CPU")]

@@ -1,1 +1,57 @@
-"""Placeholder: being written (no components registered yet)."""
+"""``add``: each byte state plus the global state of patch ``decoder_patch_ids[t]`` (projected to
+``d_local`` when the widths differ), then local layers and a final RMSNorm. No cross-attention."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blt.core.hookspecs import hookimpl
+from blt.core.specs import DecoderSpec
+from blt.model.blocks import Attend, RMSNorm, trunc_normal_
+from blt.model.config import LocalDecoderConfig, SharedDims
+from blt.model.layout import PatchLayout
+from blt.model.local import check_heads, init_layers, make_layers, rope_for
+from blt.model.masks import LOCAL_BLOCK_CAUSAL, MaskDescription, local_block_causal
+from blt.model.patch_ops import gather_patches
+
+
+class AddDecoderConfig(LocalDecoderConfig, tag="add"):
+    pass
+
+
+class AddDecoder(nn.Module):
+    def __init__(self, config: AddDecoderConfig, dims: SharedDims) -> None:
+        super().__init__()
+        check_heads("$.decoder", dims.d_local, config.heads, config.kv_heads)
+        self.config, self.rope_theta = config, dims.rope_theta
+        self.patch_embedding_projection = (
+            nn.Linear(dims.d_global, dims.d_local, bias=False) if dims.d_global != dims.d_local else None
+        )
+        self.layers = make_layers(config.layers, dims.d_local, config.heads, config.kv_heads, config.ffn_dim, dims.norm_eps)
+        self.norm = RMSNorm(dims.d_local, dims.norm_eps)
+        if self.patch_embedding_projection is not None:
+            trunc_normal_(self.patch_embedding_projection.weight, dims.d_global**-0.5)
+        init_layers(self.layers, dims.init_std_factor)
+
+    mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL})
+
+    def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
+        return {"self": local_block_causal(layout, self.config.window)}
+
+    def forward(self, bytes_BND: torch.Tensor, patches_BPG: torch.Tensor, layout: PatchLayout,
+                attends: dict[str, Attend]) -> torch.Tensor:
+        """``(encoder byte states [B, N, d], global states [B, P, d_global]) -> normed states [B, N, d]``."""
+        if self.patch_embedding_projection is not None:
+            patches_BPG = self.patch_embedding_projection(patches_BPG)
+        h_BND = bytes_BND + gather_patches(patches_BPG, layout.decoder_patch_ids_BN)
+        rope = rope_for(h_BND.shape[1], self.layers[0], self.rope_theta, h_BND.device)
+        for layer in self.layers:
+            h_BND = layer(h_BND, rope, attends["self"])
+        return self.norm(h_BND)
+
+
+@hookimpl
+def blt_register_decoders():
+    return [DecoderSpec(name="add", config_type=AddDecoderConfig, build=AddDecoder, mask_kinds=AddDecoder.mask_kinds,
+                        summary="adds the previous patch's global state to each byte state, no cross-attention")]

@@ -1,1 +1,76 @@
-"""Placeholder: being written (no components registered yet)."""
+"""``cross_attention``: the BLT local decoder.
+
+Its byte stream is the encoder's final byte states. The global patch states are projected
+``d_global -> k d_local`` into k key/value slots per patch; before each layer (or only the first)
+byte t reads the slots of patch ``decoder_patch_ids[t] = P(t+1) - 1`` (``patch_to_byte``, double
+residual ``h <- 2h + attn``), then a local self-attention layer runs. A final RMSNorm follows;
+the model's ``lm_head`` turns the result into logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blt.core.config import PositiveInt
+from blt.core.errors import ConfigError
+from blt.core.hookspecs import hookimpl
+from blt.core.specs import DecoderSpec
+from blt.model.blocks import Attend, RMSNorm, trunc_normal_
+from blt.model.config import LocalDecoderConfig, SharedDims
+from blt.model.cross_attention import CrossAttention
+from blt.model.layout import PatchLayout
+from blt.model.local import check_heads, depth_factor, init_layers, make_layers, rope_for
+from blt.model.masks import LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE, MaskDescription, local_block_causal, patch_to_byte
+from blt.model.patch_ops import to_slots
+
+
+class CrossAttentionDecoderConfig(LocalDecoderConfig, tag="cross_attention"):
+    k: PositiveInt = 2                  # key/value slots per patch
+    cross_heads: PositiveInt = 4
+    cross_all_layers: bool = True       # cross-attention before every layer, else before the first only
+    cross_window: PositiveInt = 1       # byte t reads patches d[t]-W+1..d[t] (1: only d[t])
+
+
+class CrossAttentionDecoder(nn.Module):
+    def __init__(self, config: CrossAttentionDecoderConfig, dims: SharedDims) -> None:
+        super().__init__()
+        d = dims.d_local
+        check_heads("$.decoder", d, config.heads, config.kv_heads)
+        if d % config.cross_heads:
+            raise ConfigError(f"$.decoder.cross_heads: {config.cross_heads} heads do not divide the width {d}")
+        self.config, self.rope_theta = config, dims.rope_theta
+        self.patch_embedding_projection = nn.Linear(dims.d_global, config.k * d, bias=False)
+        n_cross = config.layers if config.cross_all_layers else 1
+        self.cross_attn_layers = nn.ModuleList(CrossAttention(d, config.cross_heads, dims.norm_eps) for _ in range(n_cross))
+        self.layers = make_layers(config.layers, d, config.heads, config.kv_heads, config.ffn_dim, dims.norm_eps)
+        self.norm = RMSNorm(d, dims.norm_eps)
+        trunc_normal_(self.patch_embedding_projection.weight, dims.d_global**-0.5)
+        for j, cross in enumerate(self.cross_attn_layers):
+            cross.init_weights(depth_factor(dims.init_std_factor, j, n_cross, d))
+        init_layers(self.layers, dims.init_std_factor)
+
+    mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE})
+
+    def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
+        return {"self": local_block_causal(layout, self.config.window),
+                "cross": patch_to_byte(layout, self.config.k, self.config.cross_window)}
+
+    def forward(self, bytes_BND: torch.Tensor, patches_BPG: torch.Tensor, layout: PatchLayout,
+                attends: dict[str, Attend]) -> torch.Tensor:
+        """``(encoder byte states [B, N, d], global states [B, P, d_global]) -> normed states [B, N, d]``."""
+        slots_BSD = to_slots(self.patch_embedding_projection(patches_BPG), self.config.k)  # (B, P*k, d)
+        rope = rope_for(bytes_BND.shape[1], self.layers[0], self.rope_theta, bytes_BND.device)
+        h_BND = bytes_BND
+        for i, layer in enumerate(self.layers):
+            if i < len(self.cross_attn_layers):
+                h_BND = h_BND + self.cross_attn_layers[i](h_BND, slots_BSD, attends["cross"])
+            h_BND = layer(h_BND, rope, attends["self"])
+        return self.norm(h_BND)
+
+
+@hookimpl
+def blt_register_decoders():
+    return [DecoderSpec(name="cross_attention", config_type=CrossAttentionDecoderConfig, build=CrossAttentionDecoder,
+                        mask_kinds=CrossAttentionDecoder.mask_kinds,
+                        summary="bytes cross-attend to the previous patch's global state, then local layers (BLT)")]

@@ -1,1 +1,84 @@
-"""Placeholder: being written (no components registered yet)."""
+"""``cross_attention``: the BLT local encoder.
+
+Byte + hash n-gram embeddings, ``layers`` local transformer layers (sliding window within a
+document), then patch cross-attention: each patch has ``k`` query slots, initialised by per-patch
+max pooling of the byte states and a ``d -> k d`` projection; the slots read their patch's bytes
+(``byte_to_patch``) with the reference's double residual ``x <- 2x + attn``. Output per patch:
+its k slots concatenated, width ``k * d_local``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from blt.core.config import PositiveInt
+from blt.core.errors import ConfigError
+from blt.core.hookspecs import hookimpl
+from blt.core.specs import EncoderSpec
+from blt.model.blocks import Attend, trunc_normal_
+from blt.model.byte_embedding import embed_bytes, make_embeddings
+from blt.model.config import LocalEncoderConfig, SharedDims
+from blt.model.cross_attention import CrossAttention
+from blt.model.layout import PatchLayout
+from blt.model.local import check_heads, depth_factor, init_layers, make_layers, rope_for
+from blt.model.masks import BYTE_TO_PATCH, LOCAL_BLOCK_CAUSAL, MaskDescription, byte_to_patch, local_block_causal
+from blt.model.patch_ops import from_slots, pool_patches, to_slots
+
+
+class CrossAttentionEncoderConfig(LocalEncoderConfig, tag="cross_attention"):
+    k: PositiveInt = 2                  # query slots per patch (cross_attn_k)
+    cross_heads: PositiveInt = 4
+    cross_all_layers: bool = False      # cross-attention after every layer, else after the last only
+    cross_window: PositiveInt = 1       # a slot of patch p reads bytes of patches p-W+1..p (1: its own)
+    repool: bool = False                # with cross_all_layers: re-initialise the slots by pooling at every
+                                        # cross-attention (HF port) instead of once, accumulating (reference)
+
+
+class CrossAttentionEncoder(nn.Module):
+    def __init__(self, config: CrossAttentionEncoderConfig, dims: SharedDims) -> None:
+        super().__init__()
+        d = dims.d_local
+        check_heads("$.encoder", d, config.heads, config.kv_heads)
+        if d % config.cross_heads:
+            raise ConfigError(f"$.encoder.cross_heads: {config.cross_heads} heads do not divide the width {d}")
+        self.config, self.rope_theta = config, dims.rope_theta
+        self.out_dim = config.k * d
+        self.embed_tokens, self.hash_embeddings = make_embeddings(config, d)
+        self.layers = make_layers(config.layers, d, config.heads, config.kv_heads, config.ffn_dim, dims.norm_eps)
+        self.patch_embedding_projection = nn.Linear(d, config.k * d, bias=False)
+        n_cross = config.layers if config.cross_all_layers else 1
+        self.cross_attn_layers = nn.ModuleList(CrossAttention(d, config.cross_heads, dims.norm_eps) for _ in range(n_cross))
+        init_layers(self.layers, dims.init_std_factor)
+        trunc_normal_(self.patch_embedding_projection.weight, d**-0.5)
+        for j, cross in enumerate(self.cross_attn_layers):
+            cross.init_weights(depth_factor(dims.init_std_factor, j, n_cross, d))
+
+    mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL, BYTE_TO_PATCH})
+
+    def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
+        return {"self": local_block_causal(layout, self.config.window),
+                "cross": byte_to_patch(layout, self.config.k, self.config.cross_window)}
+
+    def forward(self, tokens_BN: torch.Tensor, layout: PatchLayout, attends: dict[str, Attend]) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> ``(byte states [B, N, d], patch vectors [B, P, k*d])``."""
+        h_BND = embed_bytes(tokens_BN, self.embed_tokens, self.hash_embeddings)
+        rope = rope_for(h_BND.shape[1], self.layers[0], self.rope_theta, h_BND.device)
+        first_cross = len(self.layers) - len(self.cross_attn_layers)
+        slots_BSD = None
+        for i, layer in enumerate(self.layers):
+            h_BND = layer(h_BND, rope, attends["self"])
+            if i < first_cross:
+                continue
+            if slots_BSD is None or self.config.repool:
+                pooled_BPD = pool_patches(h_BND, layout.patch_ids_BN, layout.num_patches, "max")
+                slots_BSD = to_slots(self.patch_embedding_projection(pooled_BPD), self.config.k)  # (B, P*k, d)
+            slots_BSD = slots_BSD + self.cross_attn_layers[i - first_cross](slots_BSD, h_BND, attends["cross"])
+        return h_BND, from_slots(slots_BSD, self.config.k)
+
+
+@hookimpl
+def blt_register_encoders():
+    return [EncoderSpec(name="cross_attention", config_type=CrossAttentionEncoderConfig, build=CrossAttentionEncoder,
+                        mask_kinds=CrossAttentionEncoder.mask_kinds,
+                        summary="hash n-gram embeddings + local transformer + patch cross-attention (BLT)")]

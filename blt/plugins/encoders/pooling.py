@@ -1,1 +1,54 @@
-"""Placeholder: being written (no components registered yet)."""
+"""``pooling``: byte + hash embeddings and a local transformer, then mean or max of each patch's
+byte states (no cross-attention). The ablation baseline; output per patch has width ``d_local``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from blt.core.hookspecs import hookimpl
+from blt.core.specs import EncoderSpec
+from blt.model.blocks import Attend
+from blt.model.byte_embedding import embed_bytes, make_embeddings
+from blt.model.config import LocalEncoderConfig, SharedDims
+from blt.model.layout import PatchLayout
+from blt.model.local import check_heads, init_layers, make_layers, rope_for
+from blt.model.masks import LOCAL_BLOCK_CAUSAL, MaskDescription, local_block_causal
+from blt.model.patch_ops import pool_patches
+
+
+class PoolingEncoderConfig(LocalEncoderConfig, tag="pooling"):
+    mode: Literal["mean", "max"] = "max"
+
+
+class PoolingEncoder(nn.Module):
+    def __init__(self, config: PoolingEncoderConfig, dims: SharedDims) -> None:
+        super().__init__()
+        check_heads("$.encoder", dims.d_local, config.heads, config.kv_heads)
+        self.config, self.rope_theta = config, dims.rope_theta
+        self.out_dim = dims.d_local
+        self.embed_tokens, self.hash_embeddings = make_embeddings(config, dims.d_local)
+        self.layers = make_layers(config.layers, dims.d_local, config.heads, config.kv_heads, config.ffn_dim, dims.norm_eps)
+        init_layers(self.layers, dims.init_std_factor)
+
+    mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL})
+
+    def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
+        return {"self": local_block_causal(layout, self.config.window)}
+
+    def forward(self, tokens_BN: torch.Tensor, layout: PatchLayout, attends: dict[str, Attend]) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> ``(byte states [B, N, d], patch vectors [B, P, d])``."""
+        h_BND = embed_bytes(tokens_BN, self.embed_tokens, self.hash_embeddings)
+        rope = rope_for(h_BND.shape[1], self.layers[0], self.rope_theta, h_BND.device)
+        for layer in self.layers:
+            h_BND = layer(h_BND, rope, attends["self"])
+        return h_BND, pool_patches(h_BND, layout.patch_ids_BN, layout.num_patches, self.config.mode)
+
+
+@hookimpl
+def blt_register_encoders():
+    return [EncoderSpec(name="pooling", config_type=PoolingEncoderConfig, build=PoolingEncoder,
+                        mask_kinds=PoolingEncoder.mask_kinds,
+                        summary="mean or max of each patch's byte states, no cross-attention (ablation baseline)")]

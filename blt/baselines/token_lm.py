@@ -1,0 +1,127 @@
+"""Token-level transformer baselines: the global trunk shape run on BPE tokens or on bytes.
+
+With ``tokenizer=None`` every byte is a token (the byte-level transformer: every byte a step of
+the big model, vocabulary 260). With the ``bpe`` patcher's tokenizer it is the BPE-token
+transformer, described below; both are scored in bits per byte.
+
+It consumes the same rows as BLT: ``tokens[B, N]`` bytes and ``patch_lengths[B, P]`` from the
+``bpe`` patcher (rows of ``N + 1`` positions, first patch 1). Each patch becomes one token id:
+a special id (pad 0, BOS 1, EOS 2) stays itself, and a run of bytes maps to its BPE vocabulary
+entry (``id + 4``), or, for a fragment cut at a row boundary that is not a vocabulary entry, to the
+BPE tokens of that fragment. Token ``i`` predicts token ``i + 1``; the targets cover row positions
+``1..N`` exactly, so bits per byte use the same target bytes as the byte-level models:
+``BPB = sum CE(target tokens) / ln 2 / bytes covered (pad excluded)``.
+
+Shapes: ``forward(tokens_BN, patch_lengths_BP, targets_BN) -> (ce_sum 0-dim, n_bytes int)``.
+Attention is causal within EOS-delimited documents (the global trunk's ``patch_block_causal``),
+computed densely with ``scaled_dot_product_attention``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blt.model.blocks import RMSNorm, trunc_normal_
+from blt.model.config import ModelConfig
+from blt.model.local import check_heads, init_layers, make_layers, rope_for
+from blt.tokens import EOS_ID, OFFSET, PAD_ID, VOCAB_SIZE
+
+
+class TokenLM(nn.Module):
+    loss_sum = True  # forward returns (ce_sum, n_bytes) instead of byte logits
+
+    def __init__(self, config: ModelConfig, tokenizer: Any | None) -> None:
+        super().__init__()
+        from blt.plugins.patchers.bpe import BYTE_TO_CHAR
+
+        check_heads("$.model.global", config.d_global, config.global_heads, config.global_kv_heads)
+        self.tokenizer = tokenizer  # None: every byte is a token (the byte-level baseline)
+        self._byte_char = BYTE_TO_CHAR
+        self.vocab = VOCAB_SIZE if tokenizer is None else tokenizer.get_vocab_size() + OFFSET
+        self.rope_theta = config.rope_theta
+        self.embed = nn.Embedding(self.vocab, config.d_global)
+        self.layers = make_layers(config.global_layers, config.d_global, config.global_heads, config.global_kv_heads,
+                                  config.global_ffn, config.norm_eps)
+        self.norm = RMSNorm(config.d_global, config.norm_eps)
+        self.head = nn.Linear(config.d_global, self.vocab, bias=False)
+        self._cache: dict[bytes, list[int]] = {}
+        trunc_normal_(self.embed.weight, config.d_global**-0.5)
+        trunc_normal_(self.head.weight, config.d_global**-0.5)
+        init_layers(self.layers, config.init_std_factor)
+
+    # --- patches -> token ids (host side) ---
+    def _bpe_ids(self, raw: bytes) -> list[int]:
+        ids = self._cache.get(raw)
+        if ids is None:
+            text = "".join(self._byte_char[b] for b in raw)
+            whole = self.tokenizer.token_to_id(text)
+            ids = [whole + OFFSET] if whole is not None else [t.id + OFFSET for t in self.tokenizer.model.tokenize(text)]
+            if len(self._cache) < 200_000:
+                self._cache[raw] = ids
+        return ids
+
+    def token_ids(self, row_BN1: torch.Tensor, patch_lengths_BP: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row positions ``[B, N + 1]`` (inputs plus the last target) and lengths summing to ``N + 1``
+        -> ``(ids[B, T], n_bytes[B, T])``: one token per patch (more for cut fragments), 0-padded."""
+        rows_ids, rows_bytes = [], []
+        for row, lengths in zip(row_BN1.tolist(), patch_lengths_BP.tolist()):
+            ids, nbytes, pos = [], [], 0
+            for length in lengths:
+                if length == 0:
+                    break
+                piece, pos = row[pos : pos + length], pos + length
+                start = 0
+                for i in range(len(piece) + 1):  # split the patch into specials and byte runs
+                    if i == len(piece) or piece[i] < OFFSET:
+                        if i > start:
+                            for tid in self._bpe_ids(bytes(t - OFFSET for t in piece[start:i])):
+                                ids.append(tid)
+                                nbytes.append(0)
+                            nbytes[-1] = i - start  # credit the run's bytes to its last token
+                        if i < len(piece):
+                            ids.append(piece[i])
+                            nbytes.append(0 if piece[i] == PAD_ID else 1)
+                        start = i + 1
+            rows_ids.append(ids)
+            rows_bytes.append(nbytes)
+        width = max(len(r) for r in rows_ids)
+        ids_BT = torch.zeros(len(rows_ids), width, dtype=torch.long)
+        bytes_BT = torch.zeros(len(rows_ids), width, dtype=torch.long)
+        for b, (ids, nb) in enumerate(zip(rows_ids, rows_bytes)):
+            ids_BT[b, : len(ids)] = torch.tensor(ids)
+            bytes_BT[b, : len(nb)] = torch.tensor(nb)
+        return ids_BT.to(row_BN1.device), bytes_BT.to(row_BN1.device)
+
+    def forward(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor, targets_BN: torch.Tensor) -> tuple[torch.Tensor, int]:
+        row_BN1 = torch.cat([tokens_BN, targets_BN[:, -1:]], dim=1)  # the last target is the row's last position
+        if self.tokenizer is None:
+            ids_BT, bytes_BT = row_BN1, (row_BN1 != PAD_ID).long()
+        else:
+            ids_BT, bytes_BT = self.token_ids(row_BN1, patch_lengths_BP)
+        logits_BTV = self.logits(ids_BT[:, :-1])
+        ce = F.cross_entropy(logits_BTV.float().flatten(0, 1), ids_BT[:, 1:].flatten(), ignore_index=PAD_ID, reduction="sum")
+        return ce, int(bytes_BT[:, 1:].sum())
+
+    def logits(self, ids_BT: torch.Tensor) -> torch.Tensor:
+        """``[B, T, vocab]`` logits for token ids (causal within EOS-delimited documents)."""
+        B, T = ids_BT.shape
+        h = self.embed(ids_BT)
+        is_eos = (ids_BT == EOS_ID).long()
+        doc_BT = torch.cumsum(is_eos, 1) - is_eos
+        pos = torch.arange(T, device=ids_BT.device)
+        mask_B1TT = ((pos[None, :, None] >= pos[None, None, :]) & (doc_BT[:, :, None] == doc_BT[:, None, :])).unsqueeze(1)
+        rope = rope_for(T, self.layers[0], self.rope_theta, ids_BT.device)
+
+        def attend(q, k, v):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask_B1TT)
+
+        for layer in self.layers:
+            h = layer(h, rope, attend)
+        return self.head(self.norm(h))
+
+
+__all__ = ["TokenLM"]

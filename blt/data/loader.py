@@ -1,0 +1,164 @@
+"""Batches for training (shuffled, endless, resumable) and evaluation (in order, padded, finite).
+
+The training stream visits documents in a seeded random order per epoch
+(``permutation(seed, epoch)``) and cuts rows as described in :mod:`blt.data.packing`. Its whole
+state is ``{"epoch", "doc", "offset", "rows"}``: position ``offset`` tokens into the ``doc``-th
+document of epoch ``epoch``'s order. Every rank walks the same global rows (cheap: the store is
+memory-mapped) and keeps its own contiguous slice, so the state is the same on every rank and a
+run resumes on any world size that divides the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from blt.core.config import fingerprint
+from blt.data.config import DataConfig
+from blt.data.packing import pack_row, pad_lengths, trim_front
+from blt.data.sources import DataError, iter_documents, source_fingerprint
+from blt.data.store import Store, build_store, default_cache_dir
+from blt.tokens import PAD_ID
+
+
+@attrs.frozen(eq=False)
+class Batch:
+    """One micro-batch for one rank.
+
+    ``tokens``: ``LongTensor[B, N]`` inputs; ``targets``: ``LongTensor[B, N]`` next tokens (0 = pad,
+    ignored); ``patch_lengths``: ``LongTensor[B, P]`` (rows sum to ``N + 1``, first patch 1);
+    ``global_targets``: non-pad targets in the whole global batch (all ranks).
+    """
+
+    tokens: torch.Tensor
+    targets: torch.Tensor
+    patch_lengths: torch.Tensor
+    global_targets: int
+
+    @property
+    def n_targets(self) -> int:
+        return int((self.targets != PAD_ID).sum())
+
+
+def open_store(config: DataConfig, split: str, patcher: Any, patcher_config: Any) -> Store:
+    """The store for ``split``: reused from the cache when present, else built (once) now."""
+    cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    online = config.patches == "online"
+    key = f"{split}-{source_fingerprint(config, split)}-{'online' if online else fingerprint(patcher_config)}"
+    dest = cache / key
+    if not (dest / "meta.json").is_file():
+        meta = {"source": config.heldout if split == "heldout" and config.heldout else config.source, "split": split,
+                "patcher": None if online else fingerprint(patcher_config)}
+        build_store(iter_documents(config, split), dest, None if online else patcher, meta)
+    return Store(dest, patcher=patcher)
+
+
+def _to_batch(rows: list[tuple[np.ndarray, np.ndarray]], rank: int, world: int) -> Batch:
+    if len(rows) % world:
+        raise DataError(f"batch of {len(rows)} rows does not split over {world} ranks; make [data] batch_size a multiple of {world}")
+    per = len(rows) // world
+    mine = rows[rank * per : (rank + 1) * per]
+    toks = torch.from_numpy(np.stack([t for t, _ in mine]))
+    global_targets = int(sum(int((t[1:] != PAD_ID).sum()) for t, _ in rows))
+    return Batch(tokens=toks[:, :-1].contiguous(), targets=toks[:, 1:].contiguous(),
+                 patch_lengths=torch.from_numpy(pad_lengths([p for _, p in mine])), global_targets=global_targets)
+
+
+class TrainStream:
+    """Endless shuffled rows of ``seq_len + 1`` tokens; ``state_dict``/``load_state_dict`` resume exactly."""
+
+    def __init__(self, store: Store, seq_len: int, seed: int) -> None:
+        if store.n_docs == 0:
+            raise DataError("the training corpus has no documents")
+        self.store, self.seq_len, self.seed = store, seq_len, seed
+        self.epoch = self.doc = self.offset = self.rows = 0
+        self._order_epoch, self._order = -1, np.zeros(0, dtype=np.int64)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "doc": self.doc, "offset": self.offset, "rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.doc, self.offset, self.rows = (int(state[k]) for k in ("epoch", "doc", "offset", "rows"))
+
+    def order(self, epoch: int) -> np.ndarray:
+        if epoch != self._order_epoch:
+            self._order = np.random.default_rng([self.seed, epoch]).permutation(self.store.n_docs)
+            self._order_epoch = epoch
+        return self._order
+
+    def next_row(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(tokens int64[seq_len + 1], lengths int64[P])``; advances the state by ``seq_len``."""
+        total = self.seq_len + 1
+        segments, got = [], 0
+        epoch, doc, offset = self.epoch, self.doc, self.offset
+        advanced = None
+        while got < total:
+            idx = int(self.order(epoch)[doc])
+            toks = self.store.doc_tokens(idx)[offset:]
+            segments.append((toks, trim_front(self.store.doc_lengths(idx), offset)))
+            if advanced is None and got + len(toks) > self.seq_len:
+                advanced = (epoch, doc, offset + self.seq_len - got)
+            got += len(toks)
+            doc, offset = doc + 1, 0
+            if doc == self.store.n_docs:
+                epoch, doc = epoch + 1, 0
+        self.epoch, self.doc, self.offset = advanced
+        self.rows += 1
+        return pack_row(segments, total)
+
+    def next_batch(self, batch_size: int, rank: int = 0, world: int = 1) -> Batch:
+        return _to_batch([self.next_row() for _ in range(batch_size)], rank, world)
+
+
+def eval_batches(store: Store, seq_len: int, batch_size: int, max_bytes: int | None = None,
+                 rank: int = 0, world: int = 1) -> Iterator[Batch]:
+    """Held-out rows in document order, the last one padded, until ``max_bytes`` targets are covered.
+
+    Every rank receives the same number of batches (empty rows are pad rows, contributing nothing).
+    """
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
+    covered = 0
+    segments: list[tuple[np.ndarray, np.ndarray]] = []
+    have = 0
+    total = seq_len + 1
+
+    def flush_rows(final: bool) -> Iterator[Batch]:
+        nonlocal rows
+        while len(rows) >= batch_size or (final and rows):
+            chunk, rows = rows[:batch_size], rows[batch_size:]
+            while len(chunk) < batch_size:
+                chunk.append((np.full(total, PAD_ID, np.int64), np.array([1, seq_len], np.int64)))
+            yield _to_batch(chunk, rank, world)
+
+    for i in range(store.n_docs):
+        toks, lens = store.doc_tokens(i), store.doc_lengths(i)
+        segments.append((toks, np.asarray(lens, np.int64)))
+        have += len(toks)
+        while have >= total and (max_bytes is None or covered < max_bytes):
+            row = pack_row(segments, total)
+            rows.append(row)
+            covered += seq_len
+            # the next row starts `seq_len` tokens later: drop what was consumed
+            consumed, rest = seq_len, []
+            for t, p in segments:
+                if consumed >= len(t):
+                    consumed -= len(t)
+                    continue
+                rest.append((t[consumed:], trim_front(p, consumed)))
+                consumed = 0
+            segments, have = rest, have - seq_len
+        yield from flush_rows(False)
+        if max_bytes is not None and covered >= max_bytes:
+            break
+    else:
+        if have > 1:
+            rows.append(pack_row(segments, total))
+    yield from flush_rows(True)
+
+
+__all__ = ["Batch", "TrainStream", "eval_batches", "open_store"]

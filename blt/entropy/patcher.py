@@ -1,0 +1,85 @@
+"""The patcher shared by the ``entropy`` and ``cnn_entropy`` kinds: one class, one config base.
+
+A plugin file only names its kind, its model kind and its calibrated default threshold.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Annotated, Any
+
+import torch
+from msgspec import Meta
+
+from blt.core.config import PatcherConfig, PositiveInt
+from blt.core.patching import Patches, as_batch, finish
+from blt.entropy.compute import entropies as model_entropies
+from blt.entropy.io import load_entropy_model, shipped_model_path
+from blt.entropy.rules import check_entropies, entropy_starts
+
+
+class EntropyPatcherConfig(PatcherConfig, tag_field="kind"):
+    """Fields shared by the entropy patchers.
+
+    Give at most one of ``threshold`` (global rule, strict ``>``) and ``relative_threshold``
+    (approximate monotonic rule). With neither, the kind's calibrated default threshold for the
+    shipped model is used (about 4.5 bytes per patch on the built-in corpus). A custom
+    ``model_path`` needs its own threshold (find one with ``blt calibrate``).
+    """
+
+    threshold: float | None = None
+    relative_threshold: float | None = None
+    model_path: str | None = None
+    batch_size: Annotated[int, Meta(ge=1)] = 16
+    chunk: PositiveInt = 512
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and self.relative_threshold is not None:
+            raise ValueError("give exactly one of threshold (global rule) or relative_threshold (monotonic rule), not both")
+        if self.model_path is not None and self.threshold is None and self.relative_threshold is None:
+            raise ValueError("model_path is set: give threshold or relative_threshold for that model (find one with `blt calibrate`)")
+
+
+class EntropyPatcher:
+    """Patches by the entropy of a byte LM's next-token prediction (API.md entropy rule).
+
+    ``patch(tokens, include_next_token=False, entropies=None) -> Patches(lengths, scores=entropies)``.
+    Given ``entropies`` bypass the model; otherwise the model (loaded lazily once) computes them in
+    batches of ``batch_size`` rows.
+    """
+
+    incremental = True
+
+    def __init__(self, config: EntropyPatcherConfig, *, model_kind: str, default_threshold: float) -> None:
+        self.config = config
+        self.model_kind = model_kind
+        if config.threshold is None and config.relative_threshold is None:
+            self.threshold: float | None = default_threshold
+        else:
+            self.threshold = config.threshold
+        self.relative_threshold = config.relative_threshold
+        self._model: Any = None
+
+    @property
+    def model_path(self) -> pathlib.Path:
+        return pathlib.Path(self.config.model_path) if self.config.model_path else shipped_model_path(self.model_kind)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The entropy model, loaded on first use."""
+        if self._model is None:
+            self._model = load_entropy_model(self.model_path, expect_kind=self.model_kind)
+        return self._model
+
+    def compute_entropies(self, tokens_BN: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` entropies from the model, ``batch_size`` rows at a time."""
+        bs = self.config.batch_size
+        parts = [model_entropies(self.model, tokens_BN[i : i + bs], chunk=self.config.chunk) for i in range(0, tokens_BN.shape[0], bs)]
+        return torch.cat(parts, dim=0) if parts else torch.zeros(0, tokens_BN.shape[1])
+
+    def patch(self, tokens: torch.Tensor, *, include_next_token: bool = False, entropies: torch.Tensor | None = None) -> Patches:
+        tokens_BN, squeeze = as_batch(tokens)
+        e_BN = self.compute_entropies(tokens_BN) if entropies is None else check_entropies(entropies, tokens_BN)
+        n_out = tokens_BN.shape[1] + int(include_next_token)
+        starts = entropy_starts(e_BN, n_out, threshold=self.threshold, relative_threshold=self.relative_threshold)
+        return finish(starts, self.config.max_patch_length, squeeze, scores=e_BN)

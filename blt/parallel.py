@@ -1,0 +1,156 @@
+"""Parallelism, applied from outside the model: the only module that imports ``torch.distributed``.
+
+A run started by ``torchrun`` finds ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in its environment;
+:func:`init` then starts a process group (``nccl`` on CUDA, ``gloo`` on CPU). Without those
+variables everything here degrades to the single-process case, with no process group at all.
+
+- :func:`wrap_model` applies DDP or FSDP2 (``fully_shard``) to a built model: FSDP2 shards each
+  child block of the model's ``encoder``, ``global_transformer`` and ``decoder`` (when present),
+  then the root. Both average gradients over ranks, so a rank's loss is scaled by the world size
+  to make the update equal the single-process one (see the trainer).
+- :func:`all_reduce_sum` sums metric values over ranks.
+- :mod:`torch.distributed.checkpoint` is re-exported through :func:`dcp` and the state-dict
+  helpers, which work with and without a process group.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+import torch
+import torch.distributed as dist
+
+from blt.core.errors import ConfigError
+
+
+@attrs.frozen
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
+
+
+def launched_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init(device: str = "auto") -> DistInfo:
+    """Pick the device and, under torchrun with ``WORLD_SIZE > 1``, start the process group."""
+    world = launched_world_size()
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistInfo(rank=rank, world=world, local_rank=local_rank, device=dev)
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def resolve_mode(mode: str, world: int) -> str:
+    if mode == "auto":
+        return "ddp" if world > 1 else "none"
+    if mode != "none" and world == 1:
+        return "none"  # a single process needs no wrapper; the math is the same
+    return mode
+
+
+def wrap_model(model: torch.nn.Module, mode: str, info: DistInfo) -> torch.nn.Module:
+    """Apply ``"none"``, ``"ddp"`` or ``"fsdp"`` (FSDP2) to ``model`` (already on ``info.device``)."""
+    mode = resolve_mode(mode, info.world)
+    if mode == "none":
+        return model
+    if not info.distributed:
+        raise ConfigError(f"$.train.parallel: {mode!r} needs a process group; start the run with torchrun --nproc-per-node N")
+    if mode == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    if mode == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for part in ("encoder", "global_transformer", "decoder"):
+            sub = getattr(model, part, None)
+            if isinstance(sub, torch.nn.Module):
+                for child in sub.children():
+                    if any(True for _ in child.parameters()):
+                        fully_shard(child)
+        fully_shard(model)
+        return model
+    raise ConfigError(f"$.train.parallel: unknown mode {mode!r}; expected auto, none, ddp or fsdp")
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The user's module under a DDP wrapper (FSDP2 shards in place, so it is the module itself)."""
+    return getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
+
+
+def all_reduce_sum(values: list[float], device: torch.device | None = None) -> list[float]:
+    """Sum each value over ranks (float64); identity without a process group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device or "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_object(obj: Any) -> Any:
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# --- distributed checkpoint helpers (DCP works without a process group in one process) ---
+
+def dcp():
+    import torch.distributed.checkpoint as dcp_module
+
+    return dcp_module
+
+
+def get_train_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    return get_state_dict(model, optimizer)
+
+
+def set_train_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, model_sd: dict, optim_sd: dict) -> None:
+    from torch.distributed.checkpoint.state_dict import set_state_dict
+
+    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd)
+
+
+def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole (unsharded) model state on CPU, on rank 0 (others get ``{}`` under FSDP)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+__all__ = ["DistInfo", "all_reduce_sum", "barrier", "init", "shutdown", "unwrap", "wrap_model"]

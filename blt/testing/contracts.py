@@ -1,0 +1,317 @@
+"""The patcher contract suite (API.md "Patchers"), as property checks run with hypothesis.
+
+Each contract searches (``hypothesis.find``) for an input that violates it and, if it finds one,
+reports the shrunk counterexample. ``check_patcher`` runs them all and raises ``AssertionError``;
+``run_contracts`` returns one :class:`ContractResult` per contract (for tables, e.g. ``blt
+check-plugin``). The incremental contract cuts both ways: a patcher declaring
+``incremental=False`` must yield a counterexample (:func:`find_incremental_counterexample`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import torch
+from hypothesis import HealthCheck, find, settings
+from hypothesis import strategies as st
+from hypothesis.errors import Flaky, FlakyFailure, NoSuchExample
+
+from blt.testing import strategies as bst
+from blt.testing.subject import Subject, resolve_subject
+from blt.tokens import decode, encode
+
+Violation = Callable[[Subject, Any], "str | None"]
+
+
+@attrs.frozen
+class ContractResult:
+    """One contract's outcome; ``counterexample`` is the shrunk input that broke it (or, for a
+    non-incremental patcher, the input that shows it is not prefix-stable)."""
+
+    name: str
+    passed: bool
+    detail: str
+    counterexample: Any = None
+
+
+@attrs.frozen
+class IncrementalCounterexample:
+    """``patch(tokens[:prefix_len])`` differs from ``patch(tokens)`` restricted to the prefix."""
+
+    tokens: torch.Tensor
+    prefix_len: int
+    include_next_token: bool
+    prefix_lengths: list[int]
+    restricted_lengths: list[int]
+
+    def __str__(self) -> str:
+        return (f"{show_tokens(self.tokens)}: patch(x[:{self.prefix_len}], include_next_token="
+                f"{self.include_next_token}) = {self.prefix_lengths}, but patch(x) restricted to the first "
+                f"{self.prefix_len} tokens = {self.restricted_lengths}")
+
+
+def show_tokens(tokens: torch.Tensor) -> str:
+    """A readable rendering of a row or batch: its ids and the bytes they spell."""
+    rows = [tokens] if tokens.dim() < 2 else list(tokens)
+    return "; ".join(f"tokens {r.tolist()} (bytes {decode(r)!r})" for r in rows)
+
+
+def _starts(lengths: torch.Tensor) -> list[int]:
+    """Start positions of the non-zero patches of one row of lengths."""
+    ends = torch.cumsum(lengths, 0)
+    return (ends - lengths)[lengths > 0].tolist()
+
+
+def _lengths_from(starts: list[int], total: int) -> list[int]:
+    bounds = [*starts, total]
+    return [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def split_reference(lengths: list[int], m: int) -> list[int]:
+    """The max_patch_length oracle: each length > m becomes m, m, ..., rest (BLT_NOTES §4.5)."""
+    out: list[int] = []
+    for length in lengths:
+        while length > m:
+            out.append(m)
+            length -= m
+        if length:
+            out.append(length)
+    return out
+
+
+def _nonzero(row: torch.Tensor) -> list[int]:
+    return [int(x) for x in row.tolist() if x]
+
+
+# --- individual properties: each returns None or a description of the violation -------------
+
+def violation_shape_and_sums(subject: Subject, example: tuple[torch.Tensor, bool]) -> str | None:
+    """Rows sum to N (N + 1 with include_next_token); ``[B, P]`` long, ``[P]`` for a 1-D input."""
+    batch, nxt = example[0].clone(), example[1]
+    want = batch.shape[1] + int(nxt)
+    for tokens, dim in ((batch, 2), (batch[0], 1)):
+        lengths = subject.patcher.patch(tokens, include_next_token=nxt).lengths
+        if lengths.dtype != torch.long or lengths.dim() != dim:
+            return f"lengths must be a LongTensor of rank {dim}, got {lengths.dtype} of shape {list(lengths.shape)}"
+    sums = subject.patcher.patch(batch, include_next_token=nxt).lengths.sum(-1).tolist()
+    if any(s != want for s in sums):
+        return f"row sums {sums}, expected {want} each (include_next_token={nxt})"
+    return None
+
+
+def violation_layout(subject: Subject, example: tuple[torch.Tensor, bool]) -> str | None:
+    """Each row: lengths >= 1, then only zeros; P is the largest patch count (no all-zero column)."""
+    batch, nxt = example[0].clone(), example[1]
+    lengths = subject.patcher.patch(batch, include_next_token=nxt).lengths
+    for row in lengths.tolist():
+        count = sum(1 for x in row if x)
+        if any(x < 0 for x in row) or any(x == 0 for x in row[:count]) or any(row[count:]):
+            return f"row {row} is not 'lengths >= 1 then only zeros'"
+    if lengths.shape[1] and not bool((lengths[:, -1] > 0).any()):
+        return f"trailing all-zero column in {lengths.tolist()}; P must be the largest patch count"
+    return None
+
+
+def violation_max_patch_length(subject: Subject, example: tuple[torch.Tensor, bool, int]) -> str | None:
+    """With ``max_patch_length=m`` every patch is the base patch split left to right: m, m, ..., rest."""
+    batch, nxt, m = example[0].clone(), example[1], example[2]
+    variant = subject.variant(max_patch_length=m)
+    if variant is None:
+        return None
+    base = subject.base_for_max_length().patch(batch, include_next_token=nxt).lengths
+    got = variant.patch(batch, include_next_token=nxt).lengths
+    for b in range(batch.shape[0]):
+        want = split_reference(_nonzero(base[b]), m)
+        if _nonzero(got[b]) != want:
+            return f"max_patch_length={m}: row {b} gave {_nonzero(got[b])}, expected {want} (base {_nonzero(base[b])})"
+    return None
+
+
+def violation_batch_consistency(subject: Subject, example: tuple[torch.Tensor, bool]) -> str | None:
+    """A row patches the same alone (``[N]`` and ``[1, N]``) as inside the batch."""
+    batch, nxt = example[0].clone(), example[1]
+    together = subject.patcher.patch(batch, include_next_token=nxt).lengths
+    for b in range(batch.shape[0]):
+        alone = _nonzero(subject.patcher.patch(batch[b], include_next_token=nxt).lengths)
+        single = _nonzero(subject.patcher.patch(batch[b : b + 1], include_next_token=nxt).lengths[0])
+        if not (alone == single == _nonzero(together[b])):
+            return f"row {b}: in batch {_nonzero(together[b])}, alone [N] {alone}, alone [1, N] {single}"
+    return None
+
+
+def violation_deterministic(subject: Subject, example: tuple[torch.Tensor, bool]) -> str | None:
+    """Same input, same output; the input tensor is not modified."""
+    batch, nxt = example[0].clone(), example[1]
+    before = batch.clone()
+    first = subject.patcher.patch(batch, include_next_token=nxt).lengths
+    second = subject.patcher.patch(batch.clone(), include_next_token=nxt).lengths
+    if not torch.equal(batch, before):
+        return "patch() modified its input tensor"
+    if not torch.equal(first, second):
+        return f"two calls gave {first.tolist()} and {second.tolist()}"
+    return None
+
+
+def incremental_violation(patcher: Any, tokens: torch.Tensor,
+                          modes: tuple[bool, ...] = (False, True)) -> IncrementalCounterexample | None:
+    """The first prefix whose patches differ from the full row's, trying each include_next_token mode."""
+    n = tokens.shape[0]
+    for nxt in modes:
+        full = _starts(patcher.patch(tokens.clone(), include_next_token=nxt).lengths)
+        for i in range(n + 1):
+            got = _nonzero(patcher.patch(tokens[:i].clone(), include_next_token=nxt).lengths)
+            total = i + int(nxt)
+            want = _lengths_from([s for s in full if s < total], total)
+            if got != want:
+                return IncrementalCounterexample(tokens, i, nxt, got, want)
+    return None
+
+
+# --- strategies per contract -----------------------------------------------------------------
+
+def _batches(subject: Subject) -> st.SearchStrategy:
+    return bst.token_batches()
+
+
+def _rows(subject: Subject) -> st.SearchStrategy:
+    return st.one_of(bst.token_rows(), bst.token_rows(text=bst.english_texts()), bst.token_rows(text=bst.utf8_texts()))
+
+
+CONTRACTS: dict[str, tuple[str, Violation, Callable[[Subject], st.SearchStrategy]]] = {
+    "row_sums": ("rows sum to N (N + 1 with include_next_token); [B, P] / [P] LongTensor",
+                 violation_shape_and_sums, lambda s: st.tuples(_batches(s), st.booleans())),
+    "layout": ("lengths >= 1 then only zeros; P = largest patch count",
+               violation_layout, lambda s: st.tuples(_batches(s), st.booleans())),
+    "max_patch_length": ("max_patch_length=m splits each patch into m, m, ..., rest",
+                         violation_max_patch_length, lambda s: st.tuples(_batches(s), st.booleans(), st.integers(1, 5))),
+    "batch_consistency": ("a row patches the same alone as inside a batch",
+                          violation_batch_consistency, lambda s: st.tuples(_batches(s), st.booleans())),
+    "deterministic": ("same input, same output; input untouched",
+                      violation_deterministic, lambda s: st.tuples(_batches(s), st.booleans())),
+}
+
+
+def _settings(max_examples: int) -> settings:
+    return settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
+                    suppress_health_check=list(HealthCheck))
+
+
+def _search(subject: Subject, violation: Violation, strategy: st.SearchStrategy, max_examples: int) -> tuple[Any, str] | None:
+    """Shrunk (example, message) violating the property, or None if none was found. A patcher
+    that answers the same input differently makes the search flaky: that is reported too."""
+    last: list[Any] = []
+
+    def describe(example: Any) -> str | None:
+        try:
+            return violation(subject, example)
+        except Exception as exc:  # a crash is a violation too (and gets shrunk)
+            return f"raised {type(exc).__name__}: {exc}"
+
+    def violated(example: Any) -> bool:
+        found = describe(example) is not None
+        if found:
+            last[:] = [example]
+        return found
+
+    try:
+        example = find(strategy, violated, settings=_settings(max_examples))
+    except NoSuchExample:
+        return None
+    except (Flaky, FlakyFailure):
+        return last[0], "flaky: the same input gave a violation once and not the next time (is patch() deterministic?)"
+    return example, describe(example) or "violation did not reproduce (is patch() deterministic?)"
+
+
+def find_incremental_counterexample(target: Any, *, registry: Any = None, config: Any = None, max_examples: int = 200,
+                                    include_next_token: bool | None = None) -> IncrementalCounterexample | None:
+    """A shrunk input showing the patcher is not prefix-stable, or None if none was found.
+
+    ``include_next_token``: search only that mode (None: both)."""
+    subject = resolve_subject(target, registry=registry, config=config)
+    found = _incremental_found(subject, max_examples, (False, True) if include_next_token is None else (include_next_token,))
+    if isinstance(found, str):
+        raise AssertionError(found)
+    return found
+
+
+def _incremental_found(subject: Subject, budget: int, modes: tuple[bool, ...] = (False, True)) -> IncrementalCounterexample | str | None:
+    """The shrunk counterexample, a crash message, or None."""
+    found = _search(subject, lambda s, row: None if incremental_violation(s.patcher, row, modes) is None else "x",
+                    _rows(subject), budget)
+    if found is None:
+        return None
+    try:
+        return incremental_violation(subject.patcher, found[0], modes)
+    except Exception as exc:
+        return f"raised {type(exc).__name__}: {exc}; input: {show_tokens(found[0])}"
+
+
+def _check_incremental(subject: Subject, max_examples: int) -> ContractResult:
+    declared = subject.declared_incremental
+    if subject.spec_incremental is not None and subject.spec_incremental != declared:
+        return ContractResult("incremental", False, f"spec declares incremental={subject.spec_incremental} "
+                              f"but the patcher's .incremental is {declared}")
+    budget = max_examples if declared else max(max_examples, 200)
+    # A non-incremental patcher: prefer an example without include_next_token (a real re-split).
+    example = None if declared else _incremental_found(subject, budget, (False,))
+    example = example or _incremental_found(subject, budget)
+    if isinstance(example, str):
+        return ContractResult("incremental", False, example)
+    if declared and example is not None:
+        return ContractResult("incremental", False, f"declares incremental=True, but {example}", example)
+    if declared:
+        return ContractResult("incremental", True, "prefix-stable, as declared")
+    if example is None:
+        return ContractResult("incremental", False, f"declares incremental=False, but no counterexample in {budget} "
+                              "examples; declare incremental=True if patching is prefix-stable")
+    return ContractResult("incremental", True, f"not prefix-stable, as declared: {example}", example)
+
+
+def preflight(subject: Subject) -> None:
+    """Patch one short document outside hypothesis, so a missing model or file surfaces as its own
+    ``BltError`` (an environment problem) rather than as a contract violation."""
+    subject.patcher.patch(encode("preflight"))
+
+
+def run_contracts(target: Any, *, registry: Any = None, config: Any = None, max_examples: int = 50,
+                  only: Iterable[str] | None = None) -> list[ContractResult]:
+    """Run every contract on a patcher, a ``PatcherSpec`` or a registered kind (built from
+    ``config`` or its default config). A ``BltError`` from building or from one preflight patch
+    (e.g. an entropy kind whose model file is missing) propagates unchanged. ``only``: run just
+    these contracts (names of ``CONTRACTS`` and ``"incremental"``)."""
+    subject = resolve_subject(target, registry=registry, config=config)
+    preflight(subject)
+    names = set(CONTRACTS) | {"incremental"} if only is None else set(only)
+    unknown = names - set(CONTRACTS) - {"incremental"}
+    if unknown:
+        raise ValueError(f"unknown contract(s) {sorted(unknown)}; known: {', '.join([*CONTRACTS, 'incremental'])}")
+    results: list[ContractResult] = []
+    for name, (summary, violation, strategy) in CONTRACTS.items():
+        if name not in names:
+            continue
+        if name == "max_patch_length" and subject.variant(max_patch_length=1) is None:
+            results.append(ContractResult(name, True, "skipped: no config to build a max_patch_length variant from"))
+            continue
+        found = _search(subject, violation, strategy(subject), max_examples)
+        if found is None:
+            results.append(ContractResult(name, True, summary))
+        else:
+            example, message = found
+            results.append(ContractResult(name, False, f"{message}; input: {show_tokens(example[0])}, "
+                                          f"include_next_token={example[1]}", example))
+    if "incremental" in names:
+        results.append(_check_incremental(subject, max_examples))
+    return results
+
+
+def check_patcher(target: Any, *, registry: Any = None, config: Any = None, max_examples: int = 50) -> list[ContractResult]:
+    """Run every contract; raise ``AssertionError`` listing each failure with its shrunk counterexample."""
+    subject = resolve_subject(target, registry=registry, config=config)
+    results = run_contracts(subject, max_examples=max_examples)
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise AssertionError(f"patcher {subject.name!r} breaks {len(failed)} contract(s):\n"
+                             + "\n".join(f"- {r.name}: {r.detail}" for r in failed))
+    return results

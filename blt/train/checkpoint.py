@@ -1,0 +1,144 @@
+"""Training checkpoints with ``torch.distributed.checkpoint`` (DCP), written so a crash is harmless.
+
+Layout under ``<out_dir>/checkpoints/``::
+
+    step_000120/          .metadata + DCP shards (model, optimizer) + train_state.json + rank*.json
+    latest                one line: the name of the newest complete checkpoint
+
+Writing: every rank saves into ``.tmp-step_000120``; rank 0 then adds ``train_state.json``
+(step, data position, schedule, config fingerprints), renames the directory into place and only
+then replaces ``latest`` (write-to-temp + ``os.replace``). A crash at any point leaves ``latest``
+naming a complete checkpoint. Nothing is unpickled: the extra state is JSON and DCP loads
+tensors into the live model's state dict. RNG states are stored per rank (hex in JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blt import parallel
+from blt.core.errors import BltError
+
+LATEST = "latest"
+
+
+class CheckpointError(BltError):
+    """A checkpoint is missing, corrupt, or belongs to a different config."""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict[str, str]:
+    state = {"torch": torch.get_rng_state().numpy().tobytes().hex()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state().numpy().tobytes().hex()
+    return state
+
+
+def set_rng_state(state: dict[str, str]) -> None:
+    torch.set_rng_state(torch.frombuffer(bytearray.fromhex(state["torch"]), dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.frombuffer(bytearray.fromhex(state["cuda"]), dtype=torch.uint8))
+
+
+def save(ckpt_root: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+         train_state: dict[str, Any], rank: int, keep: int = 2, fault: Any = None) -> Path:
+    """Write checkpoint ``step`` and point ``latest`` at it; keep the newest ``keep`` checkpoints."""
+    name = f"step_{step:08d}"
+    final, tmp = ckpt_root / name, ckpt_root / f".tmp-{name}"
+    if rank == 0:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    parallel.barrier()
+    model_sd, optim_sd = parallel.get_train_state(model, optimizer)
+    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes, it is
+        warnings.simplefilter("ignore", UserWarning)
+        parallel.dcp().save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    _write_atomic(tmp / f"rank{rank}.json", json.dumps({"rng": rng_state()}))
+    parallel.barrier()
+    if rank == 0:
+        _write_atomic(tmp / "train_state.json", json.dumps(train_state, indent=1))
+        if fault is not None:
+            fault("in_checkpoint", step)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _write_atomic(ckpt_root / LATEST, name + "\n")
+        for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    parallel.barrier()
+    return final
+
+
+def latest(ckpt_root: Path) -> Path | None:
+    """The newest complete checkpoint, or None when there is none."""
+    pointer = ckpt_root / LATEST
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    path = ckpt_root / name
+    if not name.startswith("step_") or not path.is_dir():
+        raise CheckpointError(f"{pointer} names {name!r}, which is not a checkpoint directory; the run directory is damaged "
+                              "(restore it, or start afresh with --no-resume)")
+    return path
+
+
+def read_train_state(path: Path) -> dict[str, Any]:
+    state_file = path / "train_state.json"
+    try:
+        return json.loads(state_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is not a complete checkpoint: train_state.json is missing") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt: train_state.json does not parse ({exc})") from None
+
+
+def check_compatible(path: Path, state: dict[str, Any], expected: dict[str, str]) -> None:
+    """Refuse a checkpoint whose recorded config fingerprints differ from this run's."""
+    recorded = state.get("fingerprints", {})
+    for part, fp in expected.items():
+        if recorded.get(part) != fp:
+            raise CheckpointError(
+                f"checkpoint {path} was written for a different {part} config (fingerprint {recorded.get(part)}, "
+                f"this config has {fp}); use the config it was trained with, another --out, or --no-resume")
+
+
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> dict[str, Any]:
+    """Load model and optimizer state from ``path`` into the live objects; returns train_state."""
+    state = read_train_state(path)
+    model_sd, optim_sd = parallel.get_train_state(model, optimizer)
+    target = {"model": model_sd, "optim": optim_sd}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            parallel.dcp().load(target, checkpoint_id=str(path))
+    except Exception as exc:  # DCP raises many types for truncated or mismatched files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or does not match this model: {first[:300]}") from None
+    parallel.set_train_state(model, optimizer, target["model"], target["optim"])
+    rank_file = path / f"rank{rank}.json"
+    if rank_file.is_file():
+        try:
+            set_rng_state(json.loads(rank_file.read_text())["rng"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {path} is corrupt: {rank_file.name} ({exc})") from None
+    return state
+
+
+__all__ = ["CheckpointError", "check_compatible", "latest", "load", "read_train_state", "save"]

@@ -1,0 +1,128 @@
+"""Everything a run needs, built from one experiment config: patcher, data stores, model, costs.
+
+Split from the loop so ``blt eval`` and ``blt ablate`` build the same objects the trainer does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import msgspec
+import torch
+
+from blt import parallel
+from blt.core.config import fingerprint
+from blt.core.errors import ConfigError
+from blt.data import open_store
+from blt.data.store import Store
+
+MODEL_SECTIONS = ("model", "encoder", "decoder", "patcher", "baseline")
+TRAJECTORY_FIELDS = {
+    "data": ("source", "format", "text_field", "builtin_sources", "heldout", "max_documents", "seq_len", "batch_size", "seed"),
+    "train": ("lr", "lr_min_ratio", "warmup", "weight_decay", "betas", "eps", "clip", "grad_accum", "seed", "dtype"),
+}
+
+
+def section_data(config: Any, name: str) -> Any:
+    return msgspec.to_builtins(getattr(config, name, None))
+
+
+def fingerprints(config: Any, steps: int) -> dict[str, str]:
+    """``model``: what shapes the weights; ``trajectory``: what decides the training path."""
+    model = {name: section_data(config, name) for name in MODEL_SECTIONS}
+    traj = {sec: {f: section_data(config, sec)[f] for f in fields} for sec, fields in TRAJECTORY_FIELDS.items()}
+    traj["steps"] = steps
+    return {"model": fingerprint(model), "trajectory": fingerprint(traj)}
+
+
+def build_network(config: Any, registry: Any, patcher: Any) -> torch.nn.Module:
+    """The model an experiment trains: BLT, or the BPE-token baseline (``[baseline] kind``)."""
+    if config.baseline.kind != "none":
+        from blt.baselines.token_lm import TokenLM
+
+        if config.baseline.kind == "byte":
+            return TokenLM(config.model, None)
+        if config.patcher.kind != "bpe":
+            raise ConfigError(f"$.baseline.kind: 'bpe_token' reads the bpe patcher's tokenizer; set [patcher] kind = \"bpe\" "
+                              f"(it is {config.patcher.kind!r})")
+        return TokenLM(config.model, patcher.tokenizer)
+    from blt.model.build import build_model
+
+    return build_model(config, registry=registry)
+
+
+def param_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@attrs.define
+class RunPieces:
+    config: Any
+    registry: Any
+    patcher: Any
+    model: torch.nn.Module
+    train_store: Store
+    heldout_store: Store
+    costs: Any  # blt.flops.FlopsReport
+
+    @property
+    def avg_patch_size(self) -> float:
+        return self.costs.avg_patch_size
+
+
+def open_stores(config: Any, patcher: Any, info: parallel.DistInfo) -> tuple[Store, Store]:
+    """Rank 0 builds missing stores first; the other ranks then open them."""
+    stores = None
+    if info.is_main:
+        stores = (open_store(config.data, "train", patcher, config.patcher), open_store(config.data, "heldout", patcher, config.patcher))
+    parallel.barrier()
+    if stores is None:
+        stores = (open_store(config.data, "train", patcher, config.patcher), open_store(config.data, "heldout", patcher, config.patcher))
+    return stores
+
+
+def measure_avg_patch_size(store: Store, max_docs: int = 64) -> float:
+    """Mean patch length over the store (exact when cached, else over its first ``max_docs`` docs)."""
+    exact = store.avg_patch_size()
+    if exact is not None:
+        return exact
+    n = min(store.n_docs, max_docs)
+    tokens = sum(len(store.doc_tokens(i)) for i in range(n))
+    patches = sum(len(store.doc_lengths(i)) for i in range(n))
+    return tokens / max(patches, 1)
+
+
+def build_pieces(config: Any, registry: Any, info: parallel.DistInfo) -> RunPieces:
+    from blt import flops
+
+    patcher = registry.build_patcher(config.patcher)
+    train_store, heldout_store = open_stores(config, patcher, info)
+    torch.manual_seed(config.train.seed)  # identical initial weights on every rank
+    model = build_network(config, registry, patcher)
+    avg = measure_avg_patch_size(train_store)
+    costs = flops.report(config, model, patcher, avg_patch_size=avg)
+    return RunPieces(config, registry, patcher, model, train_store, heldout_store, costs)
+
+
+def bytes_per_step(config: Any) -> int:
+    return config.data.seq_len * config.data.batch_size * config.train.grad_accum
+
+
+def resolve_steps(config: Any, train_flops_per_byte: float) -> int:
+    """``[train] steps`` if set, else ``floor([budget] train_flops / training FLOPs per step)``."""
+    if config.train.steps is not None:
+        return int(config.train.steps)
+    budget = config.budget.train_flops
+    if budget is None:
+        raise ConfigError("$.train.steps: set [train] steps or [budget] train_flops to say how long to train")
+    per_step = train_flops_per_byte * bytes_per_step(config)
+    steps = math.floor(budget / per_step)
+    if steps < 1:
+        raise ConfigError(f"$.budget.train_flops: {budget:.3g} FLOPs is less than one training step of this config "
+                          f"({per_step:.3g} FLOPs for {bytes_per_step(config)} bytes); raise the budget or shrink the batch")
+    return steps
+
+
+__all__ = ["RunPieces", "build_pieces", "build_network", "fingerprints", "resolve_steps"]

@@ -1,0 +1,174 @@
+"""The training loop: AdamW, warmup + cosine, clipping, accumulation, eval, checkpoints, resume.
+
+``train(config, out_dir=...)`` runs (or resumes, or finds finished) one experiment and returns
+the final record. Loss scaling for exactness across world sizes: every rank walks the same global
+micro-batches and keeps its slice; the loss it backpropagates is
+``CE_sum(rank slice) * world / global_targets(step)``, and DDP/FSDP average gradients over ranks,
+so the update equals the single-process update on the whole global batch.
+
+Crash safety: checkpoints go through :mod:`blt.train.checkpoint` (atomic ``latest``);
+``final.json`` and the exported weights are written with temp-file + rename after the last
+checkpoint, so a finished run is recognised by ``final.json`` alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import torch
+
+from blt import parallel
+from blt.train import checkpoint
+from blt.train.evaluate import autocast_for, ce_and_count, evaluate
+from blt.train.metrics import MetricsWriter
+from blt.train.objective import LN2, lr_at
+from blt.train.progress import TrainProgress
+from blt.train.setup import build_pieces, fingerprints, param_count, resolve_steps
+
+FINAL = "final.json"
+
+
+def _fault(point: str, step: int) -> None:
+    """Test hook: ``BLT_FAULT=kill_at_step:N`` / ``kill_in_checkpoint:N`` SIGKILLs this process there."""
+    spec = os.environ.get("BLT_FAULT", "")
+    if spec and spec == f"{'kill_at_step' if point == 'after_step' else 'kill_in_checkpoint'}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def export_weights(model: torch.nn.Module, config: Any, out: Path) -> None:
+    """``out/model.safetensors`` (full, unsharded weights) + ``out/config.json`` (the experiment)."""
+    from safetensors.torch import save_file
+
+    state = parallel.full_model_state(model)
+    if not state:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".model.safetensors.tmp"
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    os.replace(tmp, out / "model.safetensors")
+    write_json_atomic(out / "config.json", msgspec.to_builtins(config))
+
+
+def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resume: bool = True) -> dict[str, Any]:
+    """Train ``config`` (a decoded experiment) into ``out_dir``; returns the ``final.json`` record."""
+    tc = config.train
+    out = Path(out_dir or tc.out_dir)
+    info = parallel.init(tc.device)
+    final_path, ckpt_root = out / FINAL, out / "checkpoints"
+    if resume and final_path.is_file():
+        return json.loads(final_path.read_text(encoding="utf-8"))
+    if not resume and info.is_main:
+        import shutil
+
+        for stale in (ckpt_root, final_path, out / "metrics.jsonl", out / "tensorboard"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    parallel.barrier()
+
+    pieces = build_pieces(config, registry, info)
+    costs = pieces.costs
+    steps = resolve_steps(config, costs.train_per_byte)
+    prints = fingerprints(config, steps)
+    model = pieces.model.to(info.device)
+    params = param_count(model)
+    wrapped = parallel.wrap_model(model, tc.parallel, info)
+    optimizer = torch.optim.AdamW(wrapped.parameters(), lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
+                                  weight_decay=tc.weight_decay, foreach=False)
+    from blt.data import TrainStream
+
+    stream = TrainStream(pieces.train_store, config.data.seq_len, config.data.seed)
+    step, wall_before, bytes_seen = 0, 0.0, 0
+    found = checkpoint.latest(ckpt_root) if resume else None
+    if found is not None:
+        checkpoint.check_compatible(found, checkpoint.read_train_state(found), prints)
+        state = checkpoint.load(found, wrapped, optimizer, info.rank)
+        step, wall_before, bytes_seen = int(state["step"]), float(state["wall_s"]), int(state["bytes"])
+        stream.load_state_dict(state["data"])
+        resumed_loss = float(state.get("loss", float("nan")))
+    else:
+        torch.manual_seed(tc.seed + 1 + info.rank)  # training randomness (dropout), separate from init
+
+    metrics = MetricsWriter(out, enabled=info.is_main, resume_step=step if found else None)
+    per_step_flops = costs.train_per_byte * config.data.seq_len * config.data.batch_size * tc.grad_accum
+    progress = TrainProgress(total=steps, start=step, enabled=info.is_main and tc.progress)
+    start_clock = time.perf_counter()
+    last_loss, last_eval = (resumed_loss if found is not None else float("nan")), None
+
+    def state_now() -> dict[str, Any]:
+        return {"step": step, "data": stream.state_dict(), "fingerprints": prints, "bytes": bytes_seen,
+                "wall_s": wall_before + time.perf_counter() - start_clock, "steps": steps, "loss": last_loss}
+
+    def run_eval() -> dict[str, Any]:
+        res = evaluate(wrapped, pieces.heldout_store, seq_len=config.data.seq_len, batch_size=config.data.batch_size,
+                       max_bytes=tc.eval_bytes, device=info.device, dtype=tc.dtype, rank=info.rank, world=info.world)
+        metrics.write({"kind": "eval", "step": step, "eval_bpb": res["bpb"], "eval_bytes": res["bytes"],
+                       "train_flops": step * per_step_flops, "eval_bytes_per_s": res["bytes_per_s"]})
+        return res
+
+    wrapped.train()
+    with progress:
+        while step < steps:
+            lr = lr_at(step, lr=tc.lr, warmup=tc.warmup, total=steps, lr_min_ratio=tc.lr_min_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            t0 = time.perf_counter()
+            micro = [stream.next_batch(config.data.batch_size, info.rank, info.world) for _ in range(tc.grad_accum)]
+            global_targets = sum(m.global_targets for m in micro)
+            ce_local = 0.0
+            for mb in micro:
+                with autocast_for(info.device, tc.dtype):
+                    ce, _ = ce_and_count(wrapped, mb, info.device)
+                (ce * info.world / global_targets).backward()
+                ce_local += float(ce.detach())
+            grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), tc.clip if tc.clip > 0 else float("inf"))
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            bytes_seen += global_targets
+            last_loss = parallel.all_reduce_sum([ce_local], info.device)[0] / global_targets
+            dt = time.perf_counter() - t0
+            progress.update(step, loss=last_loss, bpb=last_loss / LN2, bytes_per_s=global_targets / max(dt, 1e-9))
+            if step % tc.log_every == 0 or step == steps:
+                metrics.write({"kind": "train", "step": step, "loss": last_loss, "bpb": last_loss / LN2, "lr": lr,
+                               "grad_norm": grad_norm, "bytes": bytes_seen, "bytes_per_s": global_targets / max(dt, 1e-9),
+                               "train_flops": step * per_step_flops})
+            if (tc.eval_every and step % tc.eval_every == 0) or step == steps:
+                last_eval = run_eval()
+            if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == steps:
+                checkpoint.save(ckpt_root, step, wrapped, optimizer, state_now(), info.rank, tc.keep_checkpoints, _fault)
+            _fault("after_step", step)
+    if last_eval is None:  # resumed at the very end: the run was complete but final.json was not written
+        last_eval = run_eval()
+    wall = wall_before + time.perf_counter() - start_clock
+    record = {
+        "steps": steps, "loss": last_loss, "eval_bpb": last_eval["bpb"], "eval_bytes": last_eval["bytes"],
+        "eval_bytes_per_s": last_eval["bytes_per_s"], "train_flops": steps * per_step_flops,
+        "train_flops_per_byte": costs.train_per_byte, "inference_flops_per_byte": costs.inference_per_byte,
+        "flops_by_component": costs.forward_by_component, "avg_patch_size": costs.avg_patch_size, "params": params,
+        "bytes": bytes_seen, "bytes_per_s": bytes_seen / max(wall, 1e-9), "wall_s": wall, "fingerprints": prints,
+        "world_size": info.world,
+    }
+    if info.is_main:
+        export_weights(wrapped, config, out / "export")
+    else:
+        parallel.full_model_state(wrapped)  # a collective under FSDP: every rank takes part
+    if info.is_main:
+        write_json_atomic(final_path, record)
+    metrics.close()
+    parallel.barrier()
+    return record
+
+
+__all__ = ["FINAL", "export_weights", "train"]

@@ -1,0 +1,1 @@
+"""Example blt-lab plugin: the ``after_vowel`` patcher (see ``plugin.py``)."""

@@ -1,0 +1,66 @@
+"""Causality: editing byte t never changes the logits at positions < t (API.md, BLT_NOTES §8.7).
+
+The edited sequence is re-patched by an incremental patcher (``space``, ``strided``), so patch
+boundaries before t are unchanged while those from t on may move.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import blt
+from blt.model.layout import split_first_patch
+
+ALPHABET = b"ab cd.\n1\xc3\xa9"
+
+
+def model_config(encoder: str, decoder: str, block_documents: bool) -> dict:
+    enc = {"kind": encoder, "heads": 2, "window": 5, "hash_buckets": 61, "hash_sizes": [2, 3], "layers": 2}
+    if encoder == "cross_attention":
+        enc.update(cross_heads=2, k=2, cross_all_layers=True, cross_window=2)
+    dec = {"kind": decoder, "heads": 2, "layers": 2, "window": 7}
+    if decoder == "cross_attention":
+        dec.update(cross_heads=2, k=2, cross_window=2)
+    return {"model": {"d_local": 16, "d_global": 32, "global_layers": 2, "global_heads": 2, "block_documents": block_documents},
+            "encoder": enc, "decoder": dec, "attention": {"kind": "eager"}}
+
+
+MODELS = {}
+
+
+def get_model(registry, key):
+    if key not in MODELS:
+        torch.manual_seed(0)
+        MODELS[key] = blt.build_model(model_config(*key), registry=registry).eval()
+    return MODELS[key]
+
+
+@pytest.mark.parametrize("encoder, decoder, block_documents", [
+    ("cross_attention", "cross_attention", True),
+    ("cross_attention", "add", False),
+    ("pooling", "cross_attention", False),
+    ("pooling", "add", True),
+])
+@pytest.mark.parametrize("patcher", [{"kind": "space"}, {"kind": "strided", "patch_size": 3}])
+@settings(max_examples=15)
+@given(data=st.data())
+def test_editing_byte_t_leaves_earlier_logits(registry, encoder, decoder, block_documents, patcher, data):
+    text = data.draw(st.lists(st.sampled_from(list(ALPHABET) + [-2]), min_size=1, max_size=30), label="bytes")
+    ids = [1] + [2 if b == -2 else b + 4 for b in text]  # BOS, bytes, with EOS (-2) sprinkled in
+    t = data.draw(st.integers(1, len(ids) - 1), label="t")
+    new_id = data.draw(st.sampled_from([i for i in (2, 36, 101, 14, 200) if i != ids[t]]), label="new id")
+    edited = ids.copy()
+    edited[t] = new_id
+    model, p = get_model(registry, (encoder, decoder, block_documents)), registry.build_patcher(patcher)
+    assert p.incremental
+    with torch.no_grad():
+        outs = []
+        for seq in (ids, edited):
+            tokens = torch.tensor([seq])
+            lengths = split_first_patch(p.patch(tokens, include_next_token=True).lengths)  # BOS alone
+            outs.append(model(tokens, lengths)[0])
+    torch.testing.assert_close(outs[1][:t], outs[0][:t], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(outs[1][t:], outs[0][t:])  # the edit is visible from t on (the test can fail)
