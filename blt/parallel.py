@@ -5,8 +5,7 @@ A run started by ``torchrun`` finds ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` in it
 variables everything here degrades to the single-process case, with no process group at all.
 
 - :func:`wrap_model` applies DDP or FSDP2 (``fully_shard``) to a built model: FSDP2 shards each
-  child block of the model's ``encoder``, ``global_transformer`` and ``decoder`` (when present),
-  then the root. Both average gradients over ranks, so a rank's loss is scaled by the world size
+  layer of every ``ModuleList`` (the encoder, global and decoder stacks), then the root. Both average gradients over ranks, so a rank's loss is scaled by the world size
   to make the update equal the single-process one (see the trainer).
 - :func:`all_reduce_sum` sums metric values over ranks.
 - :mod:`torch.distributed.checkpoint` is re-exported through :func:`dcp` and the state-dict
@@ -93,13 +92,12 @@ def wrap_model(model: torch.nn.Module, mode: str, info: DistInfo) -> torch.nn.Mo
     if mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
-        for part in ("encoder", "global_transformer", "decoder"):
-            sub = getattr(model, part, None)
-            if isinstance(sub, torch.nn.Module):
-                for child in sub.children():
-                    if any(True for _ in child.parameters()):
-                        fully_shard(child)
-        fully_shard(model)
+        for module in model.modules():  # each layer of every stack (encoder, global, decoder, baselines)
+            if isinstance(module, torch.nn.ModuleList):
+                for layer in module:
+                    if any(True for _ in layer.parameters()):
+                        fully_shard(layer)
+        fully_shard(model)  # the rest (embeddings, projections, head) as one unit
         return model
     raise ConfigError(f"$.train.parallel: unknown mode {mode!r}; expected auto, none, ddp or fsdp")
 

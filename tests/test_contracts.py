@@ -14,6 +14,17 @@ from blt.testing import check_patcher, run_contracts, strategies
 pytest_plugins = ("pytester",)
 
 
+def _plugin_args() -> tuple[str, ...]:
+    """``-p blt.testing.pytest_plugin`` unless pytest already loads it through its pytest11 entry point."""
+    import importlib.metadata as md
+    import os
+
+    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        if any(ep.value == "blt.testing.pytest_plugin" for ep in md.entry_points(group="pytest11")):
+            return ()
+    return ("-p", "blt.testing.pytest_plugin")
+
+
 @pytest.mark.parametrize("target", ["strided", "byte", "space", "bpe", {"kind": "strided", "patch_size": 3},
                                     {"kind": "space", "max_patch_length": 3}])
 def test_builtin_rule_patchers_pass_every_contract(registry, target):
@@ -144,15 +155,15 @@ def test_rows_are_one_dimensional_valid_ids(row):
 def test_pytest_plugin_adds_one_item_per_kind_only_when_enabled(pytester, monkeypatch):
     monkeypatch.setenv("BLT_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
-    off = pytester.runpytest("-p", "blt.testing.pytest_plugin")
+    off = pytester.runpytest(*_plugin_args())
     off.assert_outcomes(passed=1)
-    on = pytester.runpytest("-p", "blt.testing.pytest_plugin", "--blt-contracts", "--blt-contracts-kinds", "byte,space",
+    on = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-kinds", "byte,space",
                             "--blt-contracts-max-examples", "5", "-v")
     on.assert_outcomes(passed=3)
     on.stdout.fnmatch_lines(["*blt_contracts?byte? PASSED*", "*blt_contracts?space? PASSED*"])
     pytester.makeini("[pytest]\nblt_contracts = true\nblt_contracts_kinds = strided\nblt_contracts_max_examples = 5\n")
-    pytester.runpytest("-p", "blt.testing.pytest_plugin").assert_outcomes(passed=2)
-    bad = pytester.runpytest("-p", "blt.testing.pytest_plugin", "--blt-contracts", "--blt-contracts-kinds", "spcae")
+    pytester.runpytest(*_plugin_args()).assert_outcomes(passed=2)
+    bad = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-kinds", "spcae")
     assert bad.ret != 0
     bad.stderr.fnmatch_lines(["*unknown patcher kind*spcae*"])
 
@@ -160,4 +171,4 @@ def test_pytest_plugin_adds_one_item_per_kind_only_when_enabled(pytester, monkey
 def test_fixture_checks_a_patcher(pytester, monkeypatch):
     monkeypatch.setenv("BLT_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_fixture="def test_it(blt_check_patcher):\n    blt_check_patcher('byte', max_examples=5)\n")
-    pytester.runpytest("-p", "blt.testing.pytest_plugin").assert_outcomes(passed=1)
+    pytester.runpytest(*_plugin_args()).assert_outcomes(passed=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -22,10 +24,16 @@ def _run(root, cache, name, parallel, nproc):
     config = write_toml(root / f"{name}.toml", tiny(train={"steps": STEPS, "parallel": parallel, "eval_every": 0,
                                                            "checkpoint_every": 2, "eval_bytes": 512}))
     out = root / name
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", "0"] \
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] \
         if nproc > 1 else [sys.executable]
-    proc = subprocess.run([*launcher, "-m", "blt", "train", str(config), "--out", str(out)], env=run_env(cache),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.Popen([*launcher, "-m", "blt", "train", str(config), "--out", str(out)], env=run_env(cache),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        proc.stdout_text, proc.stderr_text = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers, nothing else
+        raise
+    proc.stdout, proc.stderr = proc.stdout_text, proc.stderr_text
     assert proc.returncode == 0, proc.stdout[-1500:] + proc.stderr[-3000:]
     return out
 

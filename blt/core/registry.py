@@ -124,7 +124,7 @@ class Registry:
         provenance: dict[tuple[str, str], Provenance] = {}
         for family, hook_name in HOOK_NAMES.items():
             hook = getattr(pm.hook, hook_name)
-            for impl in reversed(hook.get_hookimpls()):  # registration order
+            for impl in hook.get_hookimpls():  # registration order
                 prov = _provenance(pm, impl.plugin, distributions or {})
                 try:
                     specs = impl.function()

@@ -67,6 +67,7 @@ def save_entropy_model(model: torch.nn.Module, path: str | pathlib.Path, recipe:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata={"format": FORMAT, "kind": model.kind})
+    path.chmod(0o644)  # safetensors creates the file owner-only; shipped models must be readable
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

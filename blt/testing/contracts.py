@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import Flaky, FlakyFailure, NoSuchExample
 
 from blt.testing import strategies as bst
+from blt.testing.incremental import IncrementalCounterexample, incremental_violation, nonzero_lengths, show_tokens
 from blt.testing.subject import Subject, resolve_subject
-from blt.tokens import decode, encode
+from blt.tokens import encode
 
 Violation = Callable[[Subject, Any], "str | None"]
 
@@ -36,39 +37,6 @@ class ContractResult:
     counterexample: Any = None
 
 
-@attrs.frozen
-class IncrementalCounterexample:
-    """``patch(tokens[:prefix_len])`` differs from ``patch(tokens)`` restricted to the prefix."""
-
-    tokens: torch.Tensor
-    prefix_len: int
-    include_next_token: bool
-    prefix_lengths: list[int]
-    restricted_lengths: list[int]
-
-    def __str__(self) -> str:
-        return (f"{show_tokens(self.tokens)}: patch(x[:{self.prefix_len}], include_next_token="
-                f"{self.include_next_token}) = {self.prefix_lengths}, but patch(x) restricted to the first "
-                f"{self.prefix_len} tokens = {self.restricted_lengths}")
-
-
-def show_tokens(tokens: torch.Tensor) -> str:
-    """A readable rendering of a row or batch: its ids and the bytes they spell."""
-    rows = [tokens] if tokens.dim() < 2 else list(tokens)
-    return "; ".join(f"tokens {r.tolist()} (bytes {decode(r)!r})" for r in rows)
-
-
-def _starts(lengths: torch.Tensor) -> list[int]:
-    """Start positions of the non-zero patches of one row of lengths."""
-    ends = torch.cumsum(lengths, 0)
-    return (ends - lengths)[lengths > 0].tolist()
-
-
-def _lengths_from(starts: list[int], total: int) -> list[int]:
-    bounds = [*starts, total]
-    return [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
-
-
 def split_reference(lengths: list[int], m: int) -> list[int]:
     """The max_patch_length oracle: each length > m becomes m, m, ..., rest (BLT_NOTES §4.5)."""
     out: list[int] = []
@@ -79,10 +47,6 @@ def split_reference(lengths: list[int], m: int) -> list[int]:
         if length:
             out.append(length)
     return out
-
-
-def _nonzero(row: torch.Tensor) -> list[int]:
-    return [int(x) for x in row.tolist() if x]
 
 
 # --- individual properties: each returns None or a description of the violation -------------
@@ -123,9 +87,9 @@ def violation_max_patch_length(subject: Subject, example: tuple[torch.Tensor, bo
     base = subject.base_for_max_length().patch(batch, include_next_token=nxt).lengths
     got = variant.patch(batch, include_next_token=nxt).lengths
     for b in range(batch.shape[0]):
-        want = split_reference(_nonzero(base[b]), m)
-        if _nonzero(got[b]) != want:
-            return f"max_patch_length={m}: row {b} gave {_nonzero(got[b])}, expected {want} (base {_nonzero(base[b])})"
+        want = split_reference(nonzero_lengths(base[b]), m)
+        if nonzero_lengths(got[b]) != want:
+            return f"max_patch_length={m}: row {b} gave {nonzero_lengths(got[b])}, expected {want} (base {nonzero_lengths(base[b])})"
     return None
 
 
@@ -134,10 +98,10 @@ def violation_batch_consistency(subject: Subject, example: tuple[torch.Tensor, b
     batch, nxt = example[0].clone(), example[1]
     together = subject.patcher.patch(batch, include_next_token=nxt).lengths
     for b in range(batch.shape[0]):
-        alone = _nonzero(subject.patcher.patch(batch[b], include_next_token=nxt).lengths)
-        single = _nonzero(subject.patcher.patch(batch[b : b + 1], include_next_token=nxt).lengths[0])
-        if not (alone == single == _nonzero(together[b])):
-            return f"row {b}: in batch {_nonzero(together[b])}, alone [N] {alone}, alone [1, N] {single}"
+        alone = nonzero_lengths(subject.patcher.patch(batch[b], include_next_token=nxt).lengths)
+        single = nonzero_lengths(subject.patcher.patch(batch[b : b + 1], include_next_token=nxt).lengths[0])
+        if not (alone == single == nonzero_lengths(together[b])):
+            return f"row {b}: in batch {nonzero_lengths(together[b])}, alone [N] {alone}, alone [1, N] {single}"
     return None
 
 
@@ -151,21 +115,6 @@ def violation_deterministic(subject: Subject, example: tuple[torch.Tensor, bool]
         return "patch() modified its input tensor"
     if not torch.equal(first, second):
         return f"two calls gave {first.tolist()} and {second.tolist()}"
-    return None
-
-
-def incremental_violation(patcher: Any, tokens: torch.Tensor,
-                          modes: tuple[bool, ...] = (False, True)) -> IncrementalCounterexample | None:
-    """The first prefix whose patches differ from the full row's, trying each include_next_token mode."""
-    n = tokens.shape[0]
-    for nxt in modes:
-        full = _starts(patcher.patch(tokens.clone(), include_next_token=nxt).lengths)
-        for i in range(n + 1):
-            got = _nonzero(patcher.patch(tokens[:i].clone(), include_next_token=nxt).lengths)
-            total = i + int(nxt)
-            want = _lengths_from([s for s in full if s < total], total)
-            if got != want:
-                return IncrementalCounterexample(tokens, i, nxt, got, want)
     return None
 
 
