@@ -111,3 +111,11 @@ def test_layout_rejects_bad_lengths():
         PatchLayout.from_lengths(tokens, torch.tensor([[1, 2]]))
     with pytest.raises(InputError, match="first patch must have length 1"):
         PatchLayout.from_lengths(tokens, torch.tensor([[2, 2]]))
+
+
+def test_split_first_patch_for_static_patchers():
+    from blt.model.layout import split_first_patch
+
+    lengths = torch.tensor([[3, 3, 1], [1, 4, 2]])
+    assert split_first_patch(lengths).tolist() == [[1, 2, 3, 1], [1, 4, 2, 0]]
+    assert split_first_patch(lengths[1:]).tolist() == [[1, 4, 2]]

@@ -13,8 +13,8 @@ BPE tokens of that fragment. Token ``i`` predicts token ``i + 1``; the targets c
 ``BPB = sum CE(target tokens) / ln 2 / bytes covered (pad excluded)``.
 
 Shapes: ``forward(tokens_BN, patch_lengths_BP, targets_BN) -> (ce_sum 0-dim, n_bytes int)``.
-Attention is causal within EOS-delimited documents (the global trunk's ``patch_block_causal``),
-computed densely with ``scaled_dot_product_attention``.
+Attention is causal within EOS-delimited documents (the global trunk's ``patch_block_causal``
+mask), computed by the experiment's attention backend, as in BLT.
 """
 
 from __future__ import annotations
@@ -25,17 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blt.model.attention import bind
 from blt.model.blocks import RMSNorm, trunc_normal_
 from blt.model.config import ModelConfig
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
+from blt.model.masks import PATCH_BLOCK_CAUSAL, MaskDescription
 from blt.tokens import EOS_ID, OFFSET, PAD_ID, VOCAB_SIZE
 
 
 class TokenLM(nn.Module):
     loss_sum = True  # forward returns (ce_sum, n_bytes) instead of byte logits
 
-    def __init__(self, config: ModelConfig, tokenizer: Any | None) -> None:
+    def __init__(self, config: ModelConfig, tokenizer: Any | None, attention: Any) -> None:
         super().__init__()
+        self.attention = attention  # an attention backend (blt.model.attention), as BLT's trunk uses
         from blt.plugins.patchers.bpe import BYTE_TO_CHAR
 
         check_heads("$.model.global", config.d_global, config.global_heads, config.global_kv_heads)
@@ -112,12 +115,9 @@ class TokenLM(nn.Module):
         h = self.embed(ids_BT)
         is_eos = (ids_BT == EOS_ID).long()
         doc_BT = torch.cumsum(is_eos, 1) - is_eos
-        pos = torch.arange(T, device=ids_BT.device)
-        mask_B1TT = ((pos[None, :, None] >= pos[None, None, :]) & (doc_BT[:, :, None] == doc_BT[:, None, :])).unsqueeze(1)
+        pos_BT = torch.arange(T, device=ids_BT.device).expand(B, T)
+        attend = bind(self.attention, MaskDescription(PATCH_BLOCK_CAUSAL, pos_BT, pos_BT, doc_BT, doc_BT))
         rope = rope_for(T, self.layers[0], self.rope_theta, ids_BT.device)
-
-        def attend(q, k, v):
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask_B1TT)
 
         for layer in self.layers:
             h = layer(h, rope, attend)

@@ -31,6 +31,7 @@ class TrainConfig(Config):
     grad_accum: PositiveInt = 1
     steps: PositiveInt | None = None
     eval_every: Annotated[int, Meta(ge=0)] = 50   # 0: only at the end
+    eval_points: PositiveInt | None = None        # if set: evaluate about this many times (overrides eval_every)
     eval_bytes: PositiveInt | None = 32768        # held-out target bytes per evaluation (None: all)
     log_every: PositiveInt = 10
     checkpoint_every: Annotated[int, Meta(ge=0)] = 50  # 0: only at the end

@@ -42,12 +42,13 @@ def build_network(config: Any, registry: Any, patcher: Any) -> torch.nn.Module:
     if config.baseline.kind != "none":
         from blt.baselines.token_lm import TokenLM
 
+        backend = registry.spec("attention", config.attention.kind, path="$.attention").build(config.attention)
         if config.baseline.kind == "byte":
-            return TokenLM(config.model, None)
+            return TokenLM(config.model, None, backend)
         if config.patcher.kind != "bpe":
             raise ConfigError(f"$.baseline.kind: 'bpe_token' reads the bpe patcher's tokenizer; set [patcher] kind = \"bpe\" "
                               f"(it is {config.patcher.kind!r})")
-        return TokenLM(config.model, patcher.tokenizer)
+        return TokenLM(config.model, patcher.tokenizer, backend)
     from blt.model.build import build_model
 
     return build_model(config, registry=registry)

@@ -80,6 +80,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
     costs = pieces.costs
     steps = resolve_steps(config, costs.train_per_byte)
     prints = fingerprints(config, steps)
+    eval_every = max(1, steps // tc.eval_points) if tc.eval_points else tc.eval_every
     model = pieces.model.to(info.device)
     params = param_count(model)
     wrapped = parallel.wrap_model(model, tc.parallel, info)
@@ -144,7 +145,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
                 metrics.write({"kind": "train", "step": step, "loss": last_loss, "bpb": last_loss / LN2, "lr": lr,
                                "grad_norm": grad_norm, "bytes": bytes_seen, "bytes_per_s": global_targets / max(dt, 1e-9),
                                "train_flops": step * per_step_flops})
-            if (tc.eval_every and step % tc.eval_every == 0) or step == steps:
+            if (eval_every and step % eval_every == 0) or step == steps:
                 last_eval = run_eval()
             if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == steps:
                 checkpoint.save(ckpt_root, step, wrapped, optimizer, state_now(), info.rank, tc.keep_checkpoints, _fault)

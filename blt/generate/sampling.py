@@ -1,0 +1,76 @@
+"""Choosing the next byte: greedy (temperature 0) or sampling with temperature, top-k and top-p.
+
+Each row has its own random generator seeded with ``seed``, and it advances only when that row
+samples, so a row's output is a function of its prompt and the seed alone: it does not depend on
+its batch-mates or its place in the batch, and cached and no-cache generation draw the same numbers.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from blt.core.errors import InputError
+
+
+@attrs.frozen
+class SamplingParams:
+    """``temperature`` 0 is greedy (top-k/top-p then have no effect); ``top_k >= 1``; ``0 < top_p <= 1``."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not t >= 0 or t == float("inf"):
+            raise InputError(f"temperature must be a finite number >= 0 (0 is greedy), got {t!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1):
+            raise InputError(f"top_k must be an integer >= 1 (or None for no limit), got {self.top_k!r}")
+        p = self.top_p
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1):
+            raise InputError(f"top_p must lie in (0, 1] (or None for no limit), got {p!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise InputError(f"seed must be an integer, got {self.seed!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def filter_logits(logits_V: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """Temperature-scaled logits with entries outside top-k / the top-p nucleus set to -inf."""
+    scaled = logits_V.float() / params.temperature
+    if params.top_k is not None and params.top_k < scaled.numel():
+        kth = torch.topk(scaled, params.top_k).values[-1]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    if params.top_p is not None and params.top_p < 1:
+        sorted_V, order_V = torch.sort(scaled, descending=True)
+        probs_V = torch.softmax(sorted_V, dim=-1)
+        before_V = torch.cumsum(probs_V, dim=-1) - probs_V  # mass strictly before each entry
+        drop_sorted = before_V >= params.top_p  # keep the smallest prefix whose mass reaches top_p
+        drop_V = torch.zeros_like(drop_sorted).scatter(0, order_V, drop_sorted)
+        scaled = scaled.masked_fill(drop_V, float("-inf"))
+    return scaled
+
+
+class Sampler:
+    """``choose(row, logits_V) -> token id``, one generator per row."""
+
+    def __init__(self, params: SamplingParams, batch: int) -> None:
+        self.params = params
+        self.generators: list[torch.Generator] = []
+        for _ in range(batch):
+            g = torch.Generator()
+            if params.seed is None:
+                g.seed()
+            else:
+                g.manual_seed(params.seed)
+            self.generators.append(g)
+
+    def choose(self, row: int, logits_V: torch.Tensor) -> int:
+        if self.params.greedy:
+            return int(torch.argmax(logits_V))
+        probs_V = torch.softmax(filter_logits(logits_V.cpu(), self.params), dim=-1)
+        return int(torch.multinomial(probs_V, 1, generator=self.generators[row]))
