@@ -109,8 +109,9 @@ def test_layout_rejects_bad_lengths():
     tokens = torch.tensor([[1, 10, 11]])
     with pytest.raises(InputError, match="sum to N \\+ 1 = 4"):
         PatchLayout.from_lengths(tokens, torch.tensor([[1, 2]]))
-    with pytest.raises(InputError, match="first patch must have length 1"):
-        PatchLayout.from_lengths(tokens, torch.tensor([[2, 2]]))
+    with pytest.raises(InputError, match="first patch must hold BOS"):
+        PatchLayout.from_lengths(tokens, torch.tensor([[0, 4]]))
+    assert PatchLayout.from_lengths(tokens, torch.tensor([[2, 2]])).patch_lengths_BP.tolist() == [[1, 1, 2]]
 
 
 def test_split_first_patch_for_static_patchers():

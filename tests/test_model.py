@@ -129,10 +129,10 @@ def test_bad_inputs(registry):
     short[0, 1] -= 1
     with pytest.raises(InputError, match="row 0 sums to"):
         model(tokens, short)
-    first = lengths.clone()
-    first[:, 0], first[:, 1] = 2, first[:, 1] - 1
-    with pytest.raises(InputError, match="first patch must have length 1"):
-        model(tokens, first)
+    empty_first = lengths.clone()
+    empty_first[:, 0], empty_first[:, 1] = 0, empty_first[:, 1] + 1
+    with pytest.raises(InputError, match="first patch must hold BOS"):
+        model(tokens, empty_first)
     with pytest.raises(InputError, match="rows"):
         model(tokens, lengths[:1])
     with pytest.raises(InputError, match="integer"):
@@ -161,3 +161,18 @@ def test_flash_unavailable_reason(registry):
         pytest.skip("flash-attn is usable here")
     with pytest.raises(UnavailableError, match="flash-attn"):
         blt.build_model(tiny("pooling", "add", attention="flash"), registry=registry)
+
+
+def test_static_lengths_feed_the_model_directly(registry):
+    """strided cuts from 0 (first patch = BOS + 3 bytes); the model splits BOS off itself, which
+    gives exactly the logits of lengths already split by hand."""
+    from blt.core.experiment import load_experiment
+    from blt.model.layout import split_first_patch
+
+    cfg, reg = load_experiment({"patcher": {"kind": "strided", "patch_size": 4}}, registry)
+    model = blt.build_model(cfg, registry=reg).eval()
+    tokens = blt.tokens.encode("static patches cut from zero").unsqueeze(0)
+    lengths = reg.build_patcher(cfg.patcher).patch(tokens, include_next_token=True).lengths
+    assert int(lengths[0, 0]) == 4
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens, lengths), model(tokens, split_first_patch(lengths)), rtol=0, atol=0)

@@ -18,6 +18,9 @@ from blt.tokens import EOS_ID, VOCAB_SIZE
 class PatchLayout:
     """Shapes: B rows, N bytes, P patch columns (rows zero-padded on the right).
 
+    ``patch_lengths_BP`` is the model's own view: a first patch longer than 1 has been split
+    into ``[1, l0 - 1]`` (so P may be one more than the patcher returned).
+
     ``patch_ids_BN``: encoder patch of byte t. ``decoder_patch_ids_BN``: ``P(t+1) - 1``, the last
     patch that ends at or before t, whose global state byte t may read (BLT_NOTES §8.7).
     ``byte_doc_BN``: number of EOS strictly before t (an EOS closes its own document).
@@ -47,7 +50,10 @@ class PatchLayout:
     def from_lengths(cls, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor) -> PatchLayout:
         check_inputs(tokens_BN, patch_lengths_BP)
         B, N = tokens_BN.shape
-        lengths = patch_lengths_BP.long()
+        # BOS must be a patch of its own for the decoder shift to stay causal; static patchers
+        # (strided) cut from 0, so their first patch is split into [1, l0 - 1] here, as the
+        # reference's packing does. Dynamic patchers already start patch 1 at position 1.
+        lengths = split_first_patch(patch_lengths_BP)
         ids_with_next_BN1 = patch_ids_from_lengths(lengths, N + 1)  # (B, N+1)
         patch_ids_BN = ids_with_next_BN1[:, :N]
         decoder_patch_ids_BN = ids_with_next_BN1[:, 1:] - 1
@@ -85,13 +91,10 @@ def check_inputs(tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor) -> Non
             f"patch_lengths must sum to N + 1 = {N + 1} in every row (as returned by patch(..., include_next_token=True)); "
             f"row {row} sums to {int(sums[row])}"
         )
-    first = (patch_lengths_BP[:, 0] != 1).nonzero().flatten()
+    first = (patch_lengths_BP[:, 0] < 1).nonzero().flatten()
     if first.numel():
         row = int(first[0])
-        raise InputError(
-            f"the first patch must have length 1 (BOS alone); row {row} starts with {int(patch_lengths_BP[row, 0])} "
-            "(static patchers cut from 0: split the first patch with blt.model.layout.split_first_patch)"
-        )
+        raise InputError(f"the first patch must hold BOS (length >= 1); row {row} starts with length {int(patch_lengths_BP[row, 0])}")
 
 
 def split_first_patch(patch_lengths_BP: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,94 @@
+"""``generate``: continue prompts with a BLT, cached (patching on the fly) or recomputing everything.
+
+>>> outputs = generate(model, patcher, ["The cat ", "Once"], max_new_bytes=64)           # greedy
+>>> outputs = generate(model, patcher, ["Hi"], max_new_bytes=64, temperature=0.8, top_p=0.9, seed=1)
+
+Rows are independent: a row's output depends only on its prompt, the model, the patcher and the
+sampling parameters (each row has its own generator seeded with ``seed``), never on its batch-mates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from blt.core.errors import InputError, UnavailableError
+from blt.generate.outputs import GenerationResult, RowOutputs, StreamCallback
+from blt.generate.prompts import prompt_tokens
+from blt.generate.sampling import Sampler, SamplingParams
+
+
+def generate_detailed(
+    model: torch.nn.Module,
+    patcher: Any,
+    prompts: Any,
+    *,
+    max_new_bytes: int = 256,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop_at_eos: bool = True,
+    cache: bool = True,
+    stream: StreamCallback | None = None,
+    context: int | None = None,
+    keep_logits: bool = False,
+) -> GenerationResult:
+    """Like :func:`generate`, returning a :class:`GenerationResult` (new token ids, optionally the
+    logits of every step, patches per row)."""
+    params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    if isinstance(max_new_bytes, bool) or not isinstance(max_new_bytes, int) or max_new_bytes < 1:
+        raise InputError(f"max_new_bytes must be an integer >= 1, got {max_new_bytes!r}")
+    ids = prompt_tokens(prompts, context)
+    check_patcher(patcher, cache)
+    rows = RowOutputs(len(ids), max_new_bytes, stop_at_eos, Sampler(params, len(ids)), stream, keep_logits)
+    with torch.inference_mode():
+        if cache:
+            from blt.generate.cached import run_cached
+
+            patches = run_cached(model, patcher, ids, max_new_bytes, rows)
+            return rows.result(patches)
+        from blt.generate.nocache import run_nocache
+
+        run_nocache(model, patcher, ids, rows)
+        return rows.result()
+
+
+def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_bytes: int = 256, temperature: float = 0.0,
+             top_k: int | None = None, top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = True,
+             cache: bool = True, stream: StreamCallback | None = None, context: int | None = None) -> list[bytes]:
+    """Continue each prompt by up to ``max_new_bytes`` bytes; returns the new bytes of each row.
+
+    ``prompts``: a list of ``str`` / ``bytes`` / token-id sequences (starting with BOS), or a
+    LongTensor ``[B, N]``. ``temperature`` 0 is greedy; ``top_k``, ``top_p`` and ``seed`` shape
+    sampling. ``stop_at_eos``: a row stops at EOS (not included in its output). ``cache=True``
+    patches on the fly with KV caches (constant work per byte; needs an incremental patcher);
+    ``cache=False`` recomputes everything per byte (the reference's method, the oracle).
+    ``stream(row, new_bytes)`` is called as bytes are produced. ``context``: refuse prompts longer
+    than this many tokens (BOS included); see :mod:`blt.generate.prompts`.
+    """
+    return generate_detailed(model, patcher, prompts, max_new_bytes=max_new_bytes, temperature=temperature, top_k=top_k,
+                             top_p=top_p, seed=seed, stop_at_eos=stop_at_eos, cache=cache, stream=stream,
+                             context=context).outputs
+
+
+def check_patcher(patcher: Any, cache: bool) -> None:
+    """Refuse a non-incremental patcher for cached generation, and an entropy patcher without its model."""
+    if cache and not getattr(patcher, "incremental", False):
+        raise UnavailableError(
+            f"the {_kind(patcher)} patcher is not incremental (appending bytes can move earlier patch boundaries), "
+            "so cached generation cannot patch on the fly; use cache=False (blt generate --no-cache) or an incremental "
+            "patcher (strided, byte, space, entropy, cnn_entropy)")
+    if hasattr(patcher, "model_path") and hasattr(patcher, "compute_entropies"):
+        from blt.entropy.io import EntropyModelError
+
+        try:
+            patcher.model  # noqa: B018 - loads the entropy model (once) so a missing one fails here
+        except EntropyModelError as exc:
+            raise InputError(f"the {_kind(patcher)} patcher needs an entropy model and none could be loaded: {exc}") from None
+
+
+def _kind(patcher: Any) -> str:
+    config = getattr(patcher, "config", None)
+    return repr(getattr(config, "kind", None) or type(patcher).__name__)
