@@ -61,6 +61,15 @@ def make_hf(seed=0, **kw):
     return model
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one thread is fastest, and immune to oversubscribed CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def rows() -> torch.Tensor:
     """``[2, N]``: a held-out KJV chapter prefix and Tang poems (multi-byte UTF-8), BOS ... EOS."""
@@ -93,11 +102,6 @@ def safe_threshold(entropies: torch.Tensor) -> float:
     i = int(gaps.argmax())
     assert float(gaps[i]) > 1e-4
     return float(values[lo + i] + values[lo + i + 1]) / 2
-
-
-def pad_stack(rows_list):
-    width = max(r.numel() for r in rows_list)
-    return torch.stack([torch.nn.functional.pad(r, (0, width - r.numel())) for r in rows_list])
 
 
 def trim(row: torch.Tensor) -> torch.Tensor:
@@ -143,9 +147,8 @@ def test_lengths_and_logits_match_the_port(source, converted, rows):
     assert float((logits - ref_batch).abs().max()) < TOL
 
 
-def test_given_entropies_reproduce_the_port_rule(source, converted, rows):
+def test_given_entropies_reproduce_the_port_rule(source, converted, rows, registry):
     _, patcher = converted
-    registry = __import__("blt").make_registry(autoload=False)
     e, hf_lengths = hf_patch(source, rows[:1])
     assert torch.equal(trim(patcher.patch(rows[:1], entropies=e).lengths[0]), trim(hf_lengths[0]))
     # Thresholds exactly at stored entropy values exercise the strict ">" rule; with max_patch_length too.
@@ -211,9 +214,18 @@ def test_load_hf_checkpoint_matches(source, converted, saved, rows, monkeypatch)
     assert float((logits - hf_logits(source, rows, patch_lengths=lengths)).abs().max()) < TOL
 
 
+def test_sharded_checkpoint(source, converted, rows, tmp_path):
+    source.save_pretrained(tmp_path, max_shard_size="100KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    model, _ = interop.load_hf_checkpoint(tmp_path)
+    lengths = converted[1].patch(rows, include_next_token=True).lengths
+    with torch.no_grad():
+        assert torch.equal(model(rows, lengths), converted[0](rows, lengths))
+
+
 def _copy_with_config(saved: Path, tmp_path: Path, edit) -> Path:
     out = tmp_path / "ckpt"
-    out.mkdir()
+    out.mkdir(parents=True)
     (out / "model.safetensors").symlink_to(saved / "model.safetensors")
     config = json.loads((saved / "config.json").read_text())
     edit(config)
@@ -249,7 +261,7 @@ def test_bad_checkpoints(saved, tmp_path):
         c["decoder_config"]["intermediate_size"] = 120
 
     _one_line_error(interop.load_hf_checkpoint, _copy_with_config(saved, tmp_path / "b", wider_ffn),
-                    match=r"local_decoder\.layers\.0\.mlp\..*shape \[112, 64\].*implies \[120, 64\]")
+                    match=r"tensor model\.local_decoder\.layers\.0\.mlp\.\w+\.weight has shape .*112.* the config implies .*120")
 
     def more_layers(c):
         c["global_config"]["num_hidden_layers"] = 3
@@ -277,3 +289,28 @@ def test_importing_interop_does_not_import_transformers():
     code = "import sys, blt.interop; assert 'transformers' not in sys.modules, 'imported'"
     repo = str(Path(__file__).resolve().parents[1])
     subprocess.run([sys.executable, "-c", code], check=True, cwd=repo, env={"PYTHONPATH": repo, "PATH": "/usr/bin:/bin"})
+
+
+def test_eos_inside_a_row(rows):
+    """The port's local and patcher attention cross an EOS inside a row; blt's block at it unless the
+    local configs offer ``block_documents = False`` (then the converter sets it)."""
+    from blt.entropy.transformer import TransformerEntropyConfig
+    from blt.plugins.decoders.cross_attention import CrossAttentionDecoderConfig
+    from blt.plugins.encoders.cross_attention import CrossAttentionEncoderConfig
+
+    two_docs = torch.cat([rows[0, :60], rows[1, :60]])[None]
+    two_docs[0, 59] = 2  # an EOS closes the first document; BOS opens the second
+    source = make_hf(seed=3)
+    source.config.patching_threshold = safe_threshold(hf_patch(source, two_docs)[0])
+    model, patcher = interop.from_transformers(source)
+    hf_lengths = hf_patch(source, two_docs)[1]
+    lengths = interop.hf_lengths_to_blt(hf_lengths)
+    with torch.no_grad():
+        diff = float((model(two_docs, lengths) - hf_logits(source, two_docs)).abs().max())
+    same_lengths = torch.equal(trim(patcher.patch(two_docs).lengths[0]), trim(hf_lengths[0]))
+    supported = all("block_documents" in getattr(t, "__struct_fields__", ())
+                    for t in (CrossAttentionEncoderConfig, CrossAttentionDecoderConfig, TransformerEntropyConfig))
+    if not supported:
+        assert diff > TOL  # documents the gap; remove this branch once the switch exists
+        pytest.xfail("blt's local attention and entropy model stop at EOS; the port's do not (block_documents switch missing)")
+    assert diff < TOL and same_lengths

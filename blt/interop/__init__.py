@@ -25,9 +25,11 @@ Differences to know (the converted model equals the port on everything else):
 
 - blt's local (and entropy-model) attention never crosses an EOS inside a row; the port's does.
   Rows with EOS only at the end (``blt.tokens.encode``) are unaffected.
-- When ``max_patch_length`` is set, the port splits and drops the trailing zero-length patch before
-  the model sees it; blt's ``include_next_token=True`` lengths keep the next-token patch, so the
-  logits at the last position may differ (earlier positions are equal).
+- When ``max_patch_length`` is set, the port splits its lengths and drops the trailing zero-length
+  patch before the model sees it, so its last byte then reads one patch earlier. blt's
+  ``include_next_token=True`` lengths keep the next-token patch: only the last position's logits
+  may differ. For the port's exact behaviour there, use
+  ``hf_lengths_to_blt(patcher.patch(row).lengths)`` (one unpadded row).
 
 transformers is imported only by :func:`from_transformers`, lazily.
 """
@@ -77,9 +79,12 @@ def load_hf_checkpoint(directory: str | pathlib.Path, *, attention: str = "sdpa"
 
 
 def hf_lengths_to_blt(lengths: torch.Tensor) -> torch.Tensor:
-    """The port's patch lengths (each row sums to N; zero padding on the right allowed) -> blt's
-    model lengths (sum N + 1): the next-token position joins the row's last column, which is exactly
-    how the port's decoder treats it (a trailing zero-length patch becomes ``[1]``)."""
+    """The port's patch lengths (sum N) -> blt's model lengths (sum N + 1) with the same logits.
+
+    The next-token position joins the last column, which is exactly how the port's decoder treats
+    it (its trailing zero-length patch becomes ``[1]``). Give rows as the port's patcher returns them
+    for one row: in a right-padded batch the last column is padding, and the port itself then
+    mis-assigns the last byte."""
     lengths = lengths.long().clone()
     if lengths.dim() == 1:
         lengths[-1] += 1

@@ -117,6 +117,9 @@ def read_stack(config: Mapping[str, Any], name: str, prefix: str, shapes: Shapes
     eps = sub.get("rms_norm_eps", HF_EPS)
     if not isinstance(eps, (int, float)) or not eps > 0:
         raise InteropError(f"{name}.rms_norm_eps must be a positive number, got {eps!r}")
+    act = sub.get("hidden_act", "silu")
+    if act not in ("silu", "swish"):
+        raise InteropError(f"{name}.hidden_act is {act!r}; blt's MLP is SwiGLU (silu) only")
     if width % heads:
         raise InteropError(f"{name}: hidden_size {width} is not divisible by num_attention_heads {heads}")
     if (width // heads) % 2:
