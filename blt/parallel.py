@@ -126,10 +126,54 @@ def broadcast_object(obj: Any) -> Any:
 
 # --- distributed checkpoint helpers (DCP works without a process group in one process) ---
 
-def dcp():
+_METADATA_CLASSES = {
+    ("torch.distributed.checkpoint.metadata", name) for name in (
+        "Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata", "TensorProperties",
+        "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING")
+} | {("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch.serialization", "_get_layout"),
+     ("torch", "Size"), ("pathlib", "PosixPath"), ("pathlib", "WindowsPath"), ("pathlib", "PurePosixPath"),
+     ("collections", "OrderedDict")}
+
+
+def _safe_metadata_unpickler():
+    import pickle
+
+    class MetadataUnpickler(pickle.Unpickler):
+        """DCP stores its index (``.metadata``) as a pickle; only DCP's own record types may load."""
+
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in _METADATA_CLASSES or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype)):
+                return super().find_class(module, name)
+            raise pickle.UnpicklingError(f"checkpoint metadata refers to {module}.{name}, which a checkpoint index never holds")
+
+    return MetadataUnpickler
+
+
+def dcp_save(state: dict, path: str) -> None:
     import torch.distributed.checkpoint as dcp_module
 
-    return dcp_module
+    dcp_module.save(state, checkpoint_id=path)
+
+
+def dcp_load(state: dict, path: str) -> None:
+    """Load into ``state`` in place. The index is read with an allow-list unpickler (never arbitrary
+    classes); tensor data is read by DCP itself (raw storage, ``weights_only`` for any object)."""
+    import torch.distributed.checkpoint as dcp_module
+    from torch.distributed.checkpoint.filesystem import FileSystemReader
+    from torch.distributed.checkpoint.metadata import StorageMeta
+
+    unpickler = _safe_metadata_unpickler()
+
+    class SafeReader(FileSystemReader):
+        def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
+            with self.fs.create_stream(self._get_metadata_path(kwargs.get("rank")), "rb") as fh:
+                metadata = unpickler(fh).load()
+            if getattr(metadata, "storage_meta", None) is None:
+                metadata.storage_meta = StorageMeta()
+            metadata.storage_meta.load_id = self.load_id
+            return metadata
+
+    dcp_module.load(state, storage_reader=SafeReader(path))
 
 
 def get_train_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

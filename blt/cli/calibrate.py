@@ -68,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
             values["max_patch_length"] = args.max_patch_length
         other = "relative_threshold" if field == "threshold" else "threshold"
         update_patcher_table(args.write, values, remove=(other,) + (() if args.model else ("model_path",)))
-        console.print(f"wrote [patcher] {field} to {args.write}")
+        console.print(f"wrote {field} into the [patcher] table of {args.write}", markup=False)
     return 0

@@ -69,7 +69,7 @@ def save(ckpt_root: Path, step: int, model: torch.nn.Module, optimizer: torch.op
     model_sd, optim_sd = parallel.get_train_state(model, optimizer)
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes, it is
         warnings.simplefilter("ignore", UserWarning)
-        parallel.dcp().save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+        parallel.dcp_save({"model": model_sd, "optim": optim_sd}, str(tmp))
     _write_atomic(tmp / f"rank{rank}.json", json.dumps({"rng": rng_state()}))
     parallel.barrier()
     if rank == 0:
@@ -127,7 +127,7 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, r
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            parallel.dcp().load(target, checkpoint_id=str(path))
+            parallel.dcp_load(target, str(path))
     except Exception as exc:  # DCP raises many types for truncated or mismatched files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt or does not match this model: {first[:300]}") from None

@@ -30,6 +30,7 @@ from blt.train.metrics import MetricsWriter
 from blt.train.objective import LN2, lr_at
 from blt.train.progress import TrainProgress
 from blt.train.setup import build_pieces, fingerprints, param_count, resolve_steps
+from blt.train.weights import CONFIG, export_weights, write_json_atomic
 
 FINAL = "final.json"
 
@@ -39,26 +40,6 @@ def _fault(point: str, step: int) -> None:
     spec = os.environ.get("BLT_FAULT", "")
     if spec and spec == f"{'kill_at_step' if point == 'after_step' else 'kill_in_checkpoint'}:{step}":
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def export_weights(model: torch.nn.Module, config: Any, out: Path) -> None:
-    """``out/model.safetensors`` (full, unsharded weights) + ``out/config.json`` (the experiment)."""
-    from safetensors.torch import save_file
-
-    state = parallel.full_model_state(model)
-    if not state:
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".model.safetensors.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, out / "model.safetensors")
-    write_json_atomic(out / "config.json", msgspec.to_builtins(config))
 
 
 def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resume: bool = True) -> dict[str, Any]:
@@ -100,6 +81,9 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
     else:
         torch.manual_seed(tc.seed + 1 + info.rank)  # training randomness (dropout), separate from init
 
+    if info.is_main:  # after the compatibility check: a refused config never replaces the run's own
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / CONFIG, msgspec.to_builtins(config))
     metrics = MetricsWriter(out, enabled=info.is_main, resume_step=step if found else None)
     per_step_flops = costs.train_per_byte * config.data.seq_len * config.data.batch_size * tc.grad_accum
     progress = TrainProgress(total=steps, start=step, enabled=info.is_main and tc.progress)
