@@ -128,7 +128,9 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, r
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             parallel.dcp_load(target, str(path))
-    except Exception as exc:  # DCP raises many types for truncated or mismatched files
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # DCP's CheckpointException derives from BaseException
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt or does not match this model: {first[:300]}") from None
     parallel.set_train_state(model, optimizer, target["model"], target["optim"])

@@ -104,7 +104,9 @@ def load_trained(path: str | Path) -> tuple[Any, Any, Any, torch.nn.Module]:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 parallel.dcp_load(target, str(where))
-        except Exception as exc:  # DCP raises many types for truncated or mismatched files
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # DCP's CheckpointException derives from BaseException
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise CheckpointError(f"checkpoint {where} is corrupt or does not match its config: {first[:300]}") from None
         model.load_state_dict(target["model"])
