@@ -50,7 +50,11 @@ class EntropyPatcher:
 
     incremental = True
 
-    def __init__(self, config: EntropyPatcherConfig, *, model_kind: str, default_threshold: float) -> None:
+    def __init__(
+        self, config: EntropyPatcherConfig, *, model_kind: str, default_threshold: float, model: torch.nn.Module | None = None
+    ) -> None:
+        """``model``: an entropy model already in memory (e.g. converted from Hugging Face); when
+        given, ``model_path`` is not read."""
         self.config = config
         self.model_kind = model_kind
         if config.threshold is None and config.relative_threshold is None:
@@ -58,7 +62,7 @@ class EntropyPatcher:
         else:
             self.threshold = config.threshold
         self.relative_threshold = config.relative_threshold
-        self._model: Any = None
+        self._model: Any = model
 
     @property
     def model_path(self) -> pathlib.Path:

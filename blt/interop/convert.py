@@ -128,13 +128,14 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     model_sd, patcher_sd = map_state(hf, tensors)
     load_strict(model, model_sd)
     model.eval()
-    patcher = registry.build_patcher(patcher_cfg)
-    if hf.entropy_patching:
-        fields = entropy_model_config(hf)
-        if "block_documents" in _fields(TransformerEntropyConfig):
-            fields["block_documents"] = False
-        entropy_model = TransformerEntropyModel(TransformerEntropyConfig(**fields))
-        load_strict(entropy_model, patcher_sd, patcher=True)
-        # The entropy patcher loads its model lazily from model_path; hand it the converted one.
-        patcher._model = entropy_model.eval()
+    if not hf.entropy_patching:
+        return model, registry.build_patcher(patcher_cfg)
+    fields = entropy_model_config(hf)
+    if "block_documents" in _fields(TransformerEntropyConfig):
+        fields["block_documents"] = False
+    entropy_model = TransformerEntropyModel(TransformerEntropyConfig(**fields))
+    load_strict(entropy_model, patcher_sd, patcher=True)
+    # Hand the converted entropy model to the patcher instead of a model file.
+    patcher_config = registry.config("patchers", patcher_cfg, path="$.patcher")
+    patcher = registry.patchers["entropy"].build(patcher_config, model=entropy_model.eval())
     return model, patcher

@@ -163,17 +163,19 @@ def attend_window(q_BHTD: torch.Tensor, k_BHTD: torch.Tensor, v_BHTD: torch.Tens
 
 
 def attend_runs(q_BHQD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, plan: RunPlan) -> torch.Tensor:
-    """Attention over each query's gathered run of keys (softmax in float32)."""
+    """Attention over each query's gathered run of ``J`` keys (softmax in float32)."""
     B, H, Q, D = q_BHQD.shape
     K = k_BHKD.shape[2]
     J = plan.index_BQJ.shape[2]
     flat = plan.index_BQJ.reshape(-1)
-    k_BQJHD = k_BHKD.transpose(1, 2).reshape(B * K, H, D)[flat].view(B, Q, J, H, D)
-    v_BQJHD = v_BHKD.transpose(1, 2).reshape(B * K, H, D)[flat].view(B, Q, J, H, D)
-    q_BQ1HD = q_BHQD.transpose(1, 2).unsqueeze(2)
-    scores_BQJH = (q_BQ1HD.float() * k_BQJHD.float()).sum(-1) * D**-0.5
-    valid_BQJ1 = plan.valid_BQJ.unsqueeze(-1)
-    scores_BQJH = scores_BQJH.masked_fill(~valid_BQJ1, torch.finfo(torch.float32).min)
-    probs_BQJH = torch.softmax(scores_BQJH, dim=2) * valid_BQJ1  # rows with no key: all 0
-    o_BQHD = (probs_BQJH.unsqueeze(-1) * v_BQJHD.float()).sum(2)
-    return o_BQHD.to(q_BHQD.dtype).transpose(1, 2)  # (B, H, Q, D)
+
+    def gathered(x_BHKD: torch.Tensor) -> torch.Tensor:  # (H, B, Q, J, D); head-major: one index_select
+        x_HBKD = x_BHKD.transpose(0, 1).reshape(H, B * K, D)
+        return x_HBKD.index_select(1, flat).view(H, B, Q, J, D).float()
+
+    q_HBQ1D = q_BHQD.transpose(0, 1).unsqueeze(3).float()
+    scores_HBQJ = torch.matmul(q_HBQ1D, gathered(k_BHKD).transpose(-1, -2)).squeeze(3) * D**-0.5
+    scores_HBQJ = scores_HBQJ.masked_fill(~plan.valid_BQJ, torch.finfo(torch.float32).min)
+    probs_HBQJ = torch.softmax(scores_HBQJ, dim=-1) * plan.valid_BQJ  # rows with no key: all 0
+    o_HBQD = torch.matmul(probs_HBQJ.unsqueeze(3), gathered(v_BHKD)).squeeze(3)
+    return o_HBQD.to(q_BHQD.dtype).transpose(0, 1)  # (B, H, Q, D)
