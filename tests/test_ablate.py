@@ -34,10 +34,10 @@ def test_ablation_end_to_end_skip_and_resume(tmp_path):
     cache = tmp_path / "cache"
     config = _ablation_file(tmp_path / "ablation.toml")
     out = tmp_path / "out"
-    # interrupted: SIGKILL in the second variant after its step 3 (its checkpoint at step 2 survives)
+    # interrupted: SIGKILL in the first variant after its step 3 (its checkpoint at step 2 survives)
     killed = _ablate(config, out, run_env(cache, BLT_FAULT="kill_at_step:3"))
     assert killed.returncode == -signal.SIGKILL
-    # the first variant was killed too (same hook); run without the fault: resumes each from its checkpoint
+    # the same command without the fault resumes it from its checkpoint, then trains the second
     done = _ablate(config, out, run_env(cache))
     assert done.returncode == 0, done.stderr[-2000:]
     records = json.loads((out / "results.json").read_text())

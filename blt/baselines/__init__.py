@@ -1,0 +1,1 @@
+"""Baselines compared with BLT in bits per byte: the byte-level and BPE-token transformers."""

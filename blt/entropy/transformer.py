@@ -36,6 +36,9 @@ class TransformerEntropyConfig(Config, tag="transformer", tag_field="kind"):
     window: PositiveInt = 512
     rope_theta: Annotated[float, Meta(gt=0)] = 10000.0
     norm_eps: Annotated[float, Meta(gt=0)] = 1e-5
+    # Attention stops at EOS (document blocks), as in the reference; Hugging Face's port attends
+    # across EOS, so converted models set this to False.
+    block_documents: bool = True
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "tiny": {},
@@ -163,7 +166,10 @@ class TransformerEntropyModel(nn.Module):
     def attention_mask(
         self, q_pos_BT: torch.Tensor, q_block_BT: torch.Tensor, k_pos_BS: torch.Tensor, k_block_BS: torch.Tensor
     ) -> torch.Tensor:
-        """``[B, 1, T, S]`` bool, True where the query may attend the key: causal, within the window, same block."""
+        """``[B, 1, T, S]`` bool, True where the query may attend the key: causal, within the window,
+        and (with ``block_documents``) in the same block."""
         dist_BTS = q_pos_BT[:, :, None] - k_pos_BS[:, None, :]
-        same_block = q_block_BT[:, :, None] == k_block_BS[:, None, :]
-        return ((dist_BTS >= 0) & (dist_BTS < self.config.window) & same_block).unsqueeze(1)
+        allowed_BTS = (dist_BTS >= 0) & (dist_BTS < self.config.window)
+        if self.config.block_documents:
+            allowed_BTS = allowed_BTS & (q_block_BT[:, :, None] == k_block_BS[:, None, :])
+        return allowed_BTS.unsqueeze(1)
