@@ -75,6 +75,13 @@ def test_incompatible_checkpoint_is_refused_and_kept(finished_run, capsys, tmp_p
     assert json.loads((run / "config.json").read_text())["model"]["d_global"] == 64  # the run's own config kept
 
 
+def test_finished_run_with_other_config_is_kept(finished_run, capsys):
+    root, cfg = finished_run
+    before = (root / "run" / "final.json").read_text()
+    _fails(capsys, ["train", str(cfg), "--out", str(root / "run"), "--set", "train.lr=0.01"], "finished run of a different config")
+    assert (root / "run" / "final.json").read_text() == before
+
+
 def test_corrupt_checkpoint_is_a_clear_error(finished_run, capsys, tmp_path):
     root, cfg = finished_run
     import shutil

@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from blt.train.ablation import COLUMNS, default_ablation_path, run_ablation
 
     console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # a log file or pipe: do not squeeze the table into 80 columns
+        console = Console(highlight=False, soft_wrap=True, width=200)
     path = args.config or default_ablation_path()
 
     def announce(name: str, action: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import msgspec
 import numpy as np
 import torch
 
@@ -45,15 +46,36 @@ class Batch:
         return int((self.targets != PAD_ID).sum())
 
 
+def patcher_fingerprint(patcher: Any, patcher_config: Any) -> str:
+    """The config fingerprint plus what the config does not pin: a resolved default threshold, the
+    weights of an entropy model, a tokenizer's vocabulary (duck-typed: ``threshold``,
+    ``relative_threshold``, ``model``, ``tokenizer``). A retrained model or recalibrated default
+    thus never reuses stale patches."""
+    import hashlib
+
+    h = hashlib.sha256(fingerprint(patcher_config).encode())
+    for name in ("threshold", "relative_threshold"):
+        h.update(f"{name}={getattr(patcher, name, None)!r};".encode())
+    model = getattr(patcher, "model", None)
+    if isinstance(model, torch.nn.Module):
+        for key, tensor in sorted(model.state_dict().items()):
+            h.update(key.encode())
+            h.update(tensor.detach().float().cpu().numpy().tobytes())
+    tokenizer = getattr(patcher, "tokenizer", None)
+    if tokenizer is not None and hasattr(tokenizer, "to_str"):
+        h.update(tokenizer.to_str().encode())
+    return h.hexdigest()[:16]
+
+
 def open_store(config: DataConfig, split: str, patcher: Any, patcher_config: Any) -> Store:
     """The store for ``split``: reused from the cache when present, else built (once) now."""
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     online = config.patches == "online"
-    key = f"{split}-{source_fingerprint(config, split)}-{'online' if online else fingerprint(patcher_config)}"
+    key = f"{split}-{source_fingerprint(config, split)}-{'online' if online else patcher_fingerprint(patcher, patcher_config)}"
     dest = cache / key
     if not (dest / "meta.json").is_file():
         meta = {"source": config.heldout if split == "heldout" and config.heldout else config.source, "split": split,
-                "patcher": None if online else fingerprint(patcher_config)}
+                "patcher": None if online else msgspec.to_builtins(patcher_config)}
         build_store(iter_documents(config, split), dest, None if online else patcher, meta)
     return Store(dest, patcher=patcher)
 

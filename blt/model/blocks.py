@@ -52,7 +52,15 @@ def rope_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[t
 
 
 def apply_rope(x_BHTD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent pairs: (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin). cos/sin ``[T, D]`` or ``[B, 1, T, D]``."""
+    """Rotate adjacent pairs: (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin). cos/sin ``[T, D]`` or ``[B, 1, T, D]``.
+
+    In float32/float64 the pairs are complex numbers and the rotation is one complex multiply
+    (one pass over ``x``; the output keeps ``x``'s memory layout). Other dtypes rotate in float32.
+    """
+    if x_BHTD.dtype in (torch.float32, torch.float64) and cos.dtype == x_BHTD.dtype and x_BHTD.stride(-1) == 1:
+        freqs = torch.complex(cos[..., ::2], sin[..., ::2])  # (..., T, D/2): e^{i angle}
+        x_complex = torch.view_as_complex(x_BHTD.unflatten(-1, (-1, 2)))
+        return torch.view_as_real(x_complex * freqs).flatten(-2)
     x_pairs = x_BHTD.unflatten(-1, (-1, 2))
     rotated = torch.stack((-x_pairs[..., 1], x_pairs[..., 0]), dim=-1).flatten(-2)
     return (x_BHTD.float() * cos + rotated.float() * sin).to(x_BHTD.dtype)

@@ -46,16 +46,28 @@ class HashNgramEmbedding(nn.Module):
         self.weight = nn.Parameter(torch.empty(self.num_tables * buckets, dim))
         nn.init.normal_(self.weight)
 
+    def rows(self, tokens_BN: torch.Tensor) -> torch.Tensor:
+        """Fused-table rows ``[B, N, T]`` of every (function, group size) pair, in table order.
+
+        One pass for all tables: the windows of the longest group are multiplied by a
+        ``[T, g_max]`` matrix holding each table's prime powers right-aligned (zeros elsewhere),
+        so a group of size g sees exactly its last g ids. int64 sums wrap, order-independently.
+        """
+        B, N = tokens_BN.shape
+        g_max = max(self.group_sizes)
+        padded_BM = torch.cat([tokens_BN.new_zeros(B, g_max - 1), tokens_BN.long()], dim=1)
+        windows_BNG = padded_BM.unfold(1, g_max, 1)  # (B, N, g_max), oldest first
+        coefficients = [[0] * (g_max - g) + prime_powers(f, g) for f in range(self.functions) for g in self.group_sizes]
+        coefficients_TG = torch.tensor(coefficients, dtype=torch.int64, device=tokens_BN.device)
+        hashed_BNT = (windows_BNG[:, :, None, :] * coefficients_TG).sum(-1)
+        offsets_T = torch.arange(self.num_tables, device=tokens_BN.device) * self.buckets
+        return torch.remainder(hashed_BNT, self.buckets) + offsets_T
+
     def forward(self, tokens_BN: torch.Tensor) -> torch.Tensor:
-        """``[B, N] -> [B, N, dim]``."""
-        out_BND = None
-        table = 0
-        for f in range(self.functions):  # loop over tables (a handful), not over positions
-            for g in self.group_sizes:
-                rows_BN = ngram_hash(tokens_BN, g, f, self.buckets) + table * self.buckets
-                emb_BND = nn.functional.embedding(rows_BN, self.weight)
-                out_BND = emb_BND if out_BND is None else out_BND + emb_BND
-                table += 1
-        if out_BND is None:
-            return self.weight.new_zeros(*tokens_BN.shape, self.weight.shape[1])
-        return out_BND
+        """``[B, N] -> [B, N, dim]``: one fused lookup-and-sum (``embedding_bag``) over all tables."""
+        B, N = tokens_BN.shape
+        if self.num_tables == 0:
+            return self.weight.new_zeros(B, N, self.weight.shape[1])
+        rows_BNT = self.rows(tokens_BN)
+        summed = nn.functional.embedding_bag(rows_BNT.reshape(B * N, self.num_tables), self.weight, mode="sum")
+        return summed.view(B, N, -1)

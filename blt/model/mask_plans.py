@@ -30,7 +30,7 @@ from blt.model.masks import MaskDescription
 # A plan is used only when it computes at most this fraction of the dense (Q x K) pairs.
 MAX_WORK_FRACTION = 0.75
 # Sliding-window query blocks: the largest divisor of W not above this (W + C keys per block).
-MAX_BLOCK = 128
+MAX_BLOCK = 256
 
 
 @attrs.frozen(eq=False)
@@ -146,36 +146,47 @@ def plan_for(mask: MaskDescription) -> Plan | None:
 
 
 def attend_window(q_BHTD: torch.Tensor, k_BHTD: torch.Tensor, v_BHTD: torch.Tensor, plan: WindowPlan) -> torch.Tensor:
-    """Blocked sliding-window attention with ``scaled_dot_product_attention`` per block."""
+    """Blocked sliding-window attention: one ``scaled_dot_product_attention`` call over all blocks.
+
+    Works in the projections' ``[B, T, H, D]`` layout so the blocks are strided views (4-D, as the
+    fused CPU/GPU kernels need): block ``i`` of row ``b`` is batch entry ``b n + i``. Keys and
+    values are overlapping windows of the padded sequence, copied only when ``B > 1``.
+    """
     B, H, T, D = q_BHTD.shape
     W, C = plan.window, plan.block
     n = plan.allowed_BnCK.shape[1]
     pad = n * C - T
-    q_BnHCD = F.pad(q_BHTD, (0, 0, 0, pad)).view(B, H, n, C, D).transpose(1, 2)
+    q_BTHD = q_BHTD.transpose(1, 2)
+    q_BnHCD = (F.pad(q_BTHD, (0, 0, 0, 0, 0, pad)) if pad else q_BTHD).reshape(B * n, C, H, D).transpose(1, 2)
 
-    def blocks(x_BHTD: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x_BHTD, (0, 0, W, pad))  # (B, H, W + n C, D)
-        return padded.unfold(2, W + C, C).permute(0, 2, 1, 4, 3)  # (B, n, H, W + C, D)
+    def windows(x_BHTD: torch.Tensor) -> torch.Tensor:  # (B n, H, W + C, D)
+        padded_BLHD = F.pad(x_BHTD.transpose(1, 2), (0, 0, 0, 0, W, pad))  # (B, W + n C, H, D)
+        return padded_BLHD.unfold(1, W + C, C).permute(0, 1, 2, 4, 3).reshape(B * n, H, W + C, D)
 
-    o_BnHCD = F.scaled_dot_product_attention(q_BnHCD, blocks(k_BHTD), blocks(v_BHTD),
-                                             attn_mask=plan.allowed_BnCK[:, :, None])
-    return o_BnHCD.transpose(1, 2).reshape(B, H, n * C, D)[:, :, :T]
+    mask_Bn1CK = plan.allowed_BnCK.view(B * n, 1, C, W + C)
+    o_BnHCD = F.scaled_dot_product_attention(q_BnHCD, windows(k_BHTD), windows(v_BHTD), attn_mask=mask_Bn1CK)
+    o_BTHD = o_BnHCD.transpose(1, 2).reshape(B, n * C, H, D)[:, :T]
+    return o_BTHD.transpose(1, 2)  # (B, H, T, D)
 
 
 def attend_runs(q_BHQD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, plan: RunPlan) -> torch.Tensor:
-    """Attention over each query's gathered run of ``J`` keys (softmax in float32)."""
+    """Attention over each query's gathered run of ``J`` keys (softmax in float32).
+
+    ``J`` is small (a patch's k slots, or a patch's bytes), so the products are elementwise in the
+    projections' ``[B, Q, H, D]`` layout; tiny batched matmuls would be slower.
+    """
     B, H, Q, D = q_BHQD.shape
     K = k_BHKD.shape[2]
     J = plan.index_BQJ.shape[2]
     flat = plan.index_BQJ.reshape(-1)
 
-    def gathered(x_BHKD: torch.Tensor) -> torch.Tensor:  # (H, B, Q, J, D); head-major: one index_select
-        x_HBKD = x_BHKD.transpose(0, 1).reshape(H, B * K, D)
-        return x_HBKD.index_select(1, flat).view(H, B, Q, J, D).float()
+    def gathered(x_BHKD: torch.Tensor) -> torch.Tensor:  # (B, Q, J, H, D)
+        return x_BHKD.transpose(1, 2).reshape(B * K, H, D).index_select(0, flat).view(B, Q, J, H, D).float()
 
-    q_HBQ1D = q_BHQD.transpose(0, 1).unsqueeze(3).float()
-    scores_HBQJ = torch.matmul(q_HBQ1D, gathered(k_BHKD).transpose(-1, -2)).squeeze(3) * D**-0.5
-    scores_HBQJ = scores_HBQJ.masked_fill(~plan.valid_BQJ, torch.finfo(torch.float32).min)
-    probs_HBQJ = torch.softmax(scores_HBQJ, dim=-1) * plan.valid_BQJ  # rows with no key: all 0
-    o_HBQD = torch.matmul(probs_HBQJ.unsqueeze(3), gathered(v_BHKD)).squeeze(3)
-    return o_HBQD.to(q_BHQD.dtype).transpose(0, 1)  # (B, H, Q, D)
+    q_BQ1HD = q_BHQD.transpose(1, 2).unsqueeze(2).float()
+    scores_BQJH = (q_BQ1HD * gathered(k_BHKD)).sum(-1) * D**-0.5
+    valid_BQJ1 = plan.valid_BQJ.unsqueeze(-1)
+    scores_BQJH = scores_BQJH.masked_fill(~valid_BQJ1, torch.finfo(torch.float32).min)
+    probs_BQJH = torch.softmax(scores_BQJH, dim=2) * valid_BQJ1  # rows with no key: all 0
+    o_BQHD = (probs_BQJH.unsqueeze(-1) * gathered(v_BHKD)).sum(2)
+    return o_BQHD.to(q_BHQD.dtype).transpose(1, 2)  # (B, H, Q, D)

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from blt.core.config import fingerprint, read_config_file
+from blt.core.config import read_config_file
 from blt.core.errors import BltError, ConfigError
 from blt.core.experiment import load_experiment, with_overrides
 from blt.train.metrics import read_metrics
@@ -68,11 +68,9 @@ def resolve_variants(path: str | Path) -> list[tuple[str, Any, Any]]:
 
 
 def variant_fingerprint(config: Any) -> str:
-    data = msgspec.to_builtins(config)
-    for volatile in ("out_dir", "progress", "log_every", "device", "parallel"):
-        data.get("train", {}).pop(volatile, None)
-    data.get("data", {}).pop("cache_dir", None)
-    return fingerprint(data)
+    from blt.train.setup import config_fingerprint
+
+    return config_fingerprint(config)
 
 
 def _write_atomic(path: Path, text: str | bytes) -> None:

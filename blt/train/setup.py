@@ -37,6 +37,15 @@ def fingerprints(config: Any, steps: int) -> dict[str, str]:
     return {"model": fingerprint(model), "trajectory": fingerprint(traj)}
 
 
+def config_fingerprint(config: Any) -> str:
+    """Fingerprint of a resolved experiment, ignoring fields that do not change results."""
+    data = msgspec.to_builtins(config)
+    for volatile in ("out_dir", "progress", "log_every", "device", "parallel"):
+        data.get("train", {}).pop(volatile, None)
+    data.get("data", {}).pop("cache_dir", None)
+    return fingerprint(data)
+
+
 def build_network(config: Any, registry: Any, patcher: Any) -> torch.nn.Module:
     """The model an experiment trains: BLT, or the BPE-token baseline (``[baseline] kind``)."""
     if config.baseline.kind != "none":

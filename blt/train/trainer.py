@@ -29,7 +29,7 @@ from blt.train.evaluate import autocast_for, ce_and_count, evaluate
 from blt.train.metrics import MetricsWriter
 from blt.train.objective import LN2, lr_at
 from blt.train.progress import TrainProgress
-from blt.train.setup import build_pieces, fingerprints, param_count, resolve_steps
+from blt.train.setup import build_pieces, config_fingerprint, fingerprints, param_count, resolve_steps
 from blt.train.weights import CONFIG, export_weights, write_json_atomic
 
 FINAL = "final.json"
@@ -48,8 +48,14 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
     out = Path(out_dir or tc.out_dir)
     info = parallel.init(tc.device)
     final_path, ckpt_root = out / FINAL, out / "checkpoints"
+    config_fp = config_fingerprint(config)
     if resume and final_path.is_file():
-        return json.loads(final_path.read_text(encoding="utf-8"))
+        final = json.loads(final_path.read_text(encoding="utf-8"))
+        if final.get("config_fingerprint") != config_fp:
+            raise checkpoint.CheckpointError(
+                f"{out} holds a finished run of a different config (fingerprint {final.get('config_fingerprint')}, this "
+                f"config has {config_fp}); it is kept: choose another --out, or --no-resume to replace it")
+        return final
     if not resume and info.is_main:
         import shutil
 
@@ -143,7 +149,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
         "train_flops_per_byte": costs.train_per_byte, "inference_flops_per_byte": costs.inference_per_byte,
         "flops_by_component": costs.forward_by_component, "avg_patch_size": costs.avg_patch_size, "params": params,
         "bytes": bytes_seen, "bytes_per_s": bytes_seen / max(wall, 1e-9), "wall_s": wall, "fingerprints": prints,
-        "world_size": info.world,
+        "world_size": info.world, "config_fingerprint": config_fp,
     }
     if info.is_main:
         export_weights(wrapped, config, out / "export")

@@ -1,0 +1,120 @@
+"""Benchmark (not a test): what each optimisation buys, by switching it off in the same process.
+
+    python bench/bench_optimisations.py [--quick] [--threads 1] [--repeats 3] [--json out.json]
+
+One model (the CPU benchmark configuration of ``bench_train.py``), one batch; forward + backward
+timed in alternation under these variants (each re-binds masks per step, as the model does):
+
+- ``all``: everything on (the shipped code);
+- ``no_mask_plans``: the sdpa backend falls back to dense ``[B, 1, Q, K]`` boolean masks for every mask
+  (the previous behaviour: O(N^2) local attention, dense cross-attention);
+- ``no_fused_hash``: hash n-gram embeddings looked up one table at a time (one embedding call,
+  and one dense gradient, per table);
+- ``no_complex_rope``: RoPE by stacking rotated halves in float32 (the previous implementation);
+- ``none``: all three off (the code before this work).
+
+Reported: median step time per variant and the median per-round ratio to ``all``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def _dense_plan(mask):
+    return None
+
+
+def _unfused_hash(self, tokens_BN):
+    from blt.model.hash_embedding import ngram_hash
+
+    out, table = None, 0
+    for f in range(self.functions):
+        for g in self.group_sizes:
+            emb = nn.functional.embedding(ngram_hash(tokens_BN, g, f, self.buckets) + table * self.buckets, self.weight)
+            out = emb if out is None else out + emb
+            table += 1
+    return out
+
+
+def _stack_rope(x, cos, sin):
+    pairs = x.unflatten(-1, (-1, 2))
+    rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+    return (x.float() * cos + rotated.float() * sin).to(x.dtype)
+
+
+@contextlib.contextmanager
+def switched_off(names: set[str]):
+    import blt.model.blocks as blocks
+    import blt.plugins.attention.sdpa as sdpa
+    from blt.model.hash_embedding import HashNgramEmbedding
+
+    saved = (sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope)
+    try:
+        if "mask_plans" in names:
+            sdpa.plan_for = _dense_plan
+        if "fused_hash" in names:
+            HashNgramEmbedding.forward = _unfused_hash
+        if "complex_rope" in names:
+            blocks.apply_rope = _stack_rope
+        yield
+    finally:
+        sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope = saved
+
+
+VARIANTS = {"all": set(), "no_mask_plans": {"mask_plans"}, "no_fused_hash": {"fused_hash"},
+            "no_complex_rope": {"complex_rope"}, "none": {"mask_plans", "fused_hash", "complex_rope"}}
+
+
+def run(quick: bool, repeats: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    from bench_train import CONFIGS
+
+    cfg = dict(CONFIGS["benchmark"])
+    if quick:
+        cfg["seq_len"] = 1024
+    model = common.build_ours(cfg).train()
+    tokens, lengths = common.text_batch(cfg["batch"], cfg["seq_len"])
+    step = common.ours_step(model, tokens, lengths)
+
+    def variant(names: set[str]):
+        def run_step() -> None:
+            with switched_off(names):
+                step()
+        return run_step
+
+    times = common.alternate({name: variant(names) for name, names in VARIANTS.items()}, repeats)
+    out = {"config": cfg, "threads": threads, "variants": {}}
+    for name, ts in times.items():
+        ratios = common.paired_ratios(ts, times["all"])
+        out["variants"][name] = {"median_step_s": common.median(ts), "ratio_to_all": common.median(ratios)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=str, default=None)
+    args = parser.parse_args(argv)
+    result = run(args.quick, args.repeats, args.threads)
+    result["machine"] = common.machine()
+    for name, v in result["variants"].items():
+        print(f"{name:16s} {v['median_step_s']:.3f} s/step  x{v['ratio_to_all']:.2f} the time of 'all'")
+    if args.json:
+        common.write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
