@@ -37,6 +37,9 @@ def entropy_starts(
     starts = dynamic_prefix(B, n_out, entropies_BN.device)
     if n_out <= 2:
         return starts
+    # Compare in float64: a float32 difference (or a threshold rounded to float32) can flip a
+    # boundary that the rule, read exactly, decides the other way.
+    entropies_BN = entropies_BN.double()
     if threshold is not None:
         starts[:, 2:] = entropies_BN[:, 1 : n_out - 1] > threshold
     else:
@@ -51,8 +54,22 @@ def rule_scores(entropies_BN: torch.Tensor, relative: bool) -> torch.Tensor:
     Global: ``e[p-1]``; relative: ``e[p-1] - e[p-2]`` (index 0, position 2, is +inf: always a start).
     Used by calibration: a position starts iff its score > θ.
     """
+    entropies_BN = entropies_BN.double()  # the same precision entropy_starts compares in
     scores = entropies_BN[:, 1:].clone()
     if relative and scores.shape[1]:
         scores[:, 1:] = entropies_BN[:, 2:] - entropies_BN[:, 1:-1]
         scores[:, 0] = float("inf")
     return scores
+
+
+def step_start(
+    e_B: torch.Tensor, prev_e_B: torch.Tensor | None, p: int, *, threshold: float | None, relative_threshold: float | None
+) -> torch.Tensor:
+    """Whether position ``p`` starts a patch given ``e[p-1]`` (``e_B``) and ``e[p-2]`` (``prev_e_B``):
+    the same rule as :func:`entropy_starts`, one position at a time (for streaming generation)."""
+    if p <= 1 or (relative_threshold is not None and p == 2):
+        return torch.ones(e_B.shape, dtype=torch.bool, device=e_B.device)
+    if threshold is not None:
+        return e_B.double() > threshold
+    assert prev_e_B is not None
+    return (e_B.double() - prev_e_B.double()) > relative_threshold

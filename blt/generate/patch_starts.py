@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import torch
 
+from blt.entropy.rules import step_start
+
 from blt.core.errors import UnavailableError
 
 
@@ -79,14 +81,7 @@ class EntropyStarts:
         logits_B1V = self.model(tokens_B.to(self.device)[:, None], self.state)
         e_B = self.entropy(logits_B1V)[:, 0].to(tokens_B.device)  # e[t]: entropy of the prediction of t + 1
         prev, self.prev_e_B = self.prev_e_B, e_B
-        p = t + 1
-        if p <= 1:
-            return torch.ones_like(tokens_B, dtype=torch.bool)
-        if self.threshold is not None:
-            return e_B > self.threshold
-        if p == 2:
-            return torch.ones_like(tokens_B, dtype=torch.bool)
-        return (e_B - prev) > self.relative
+        return step_start(e_B, prev, t + 1, threshold=self.threshold, relative_threshold=self.relative)
 
 
 class RepatchStarts:
