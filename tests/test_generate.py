@@ -31,11 +31,12 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def model_config(encoder: str, decoder: str, block_documents: bool = True) -> dict:
-    enc = {"kind": encoder, "heads": 2, "window": 5, "hash_buckets": 61, "hash_sizes": [2, 3], "layers": 2, "ffn_dim": 32}
+def model_config(encoder: str, decoder: str, block_documents: bool = True, local_blocks: bool = True) -> dict:
+    enc = {"kind": encoder, "heads": 2, "window": 5, "hash_buckets": 61, "hash_sizes": [2, 3], "layers": 2, "ffn_dim": 32,
+           "block_documents": local_blocks}
     if encoder == "cross_attention":
         enc.update(cross_heads=2, k=2, cross_all_layers=True, cross_window=2)
-    dec = {"kind": decoder, "heads": 2, "layers": 2, "window": 7, "ffn_dim": 32}
+    dec = {"kind": decoder, "heads": 2, "layers": 2, "window": 7, "ffn_dim": 32, "block_documents": local_blocks}
     if decoder == "cross_attention":
         dec.update(cross_heads=2, k=2, cross_window=2)
     return {"model": {"d_local": 16, "d_global": 32, "global_layers": 2, "global_heads": 2, "global_ffn": 64,
@@ -51,8 +52,8 @@ def get_model(registry, encoder, decoder):
     key = (encoder, decoder)
     if key not in _MODELS:
         index = COMBOS.index(key)  # seed and document blocking fixed per combination, whatever the test order
-        torch.manual_seed(index)
-        _MODELS[key] = blt.build_model(model_config(encoder, decoder, block_documents=index % 2 == 0),
+        torch.manual_seed(index)  # global and local document blocking take all four on/off pairs across COMBOS
+        _MODELS[key] = blt.build_model(model_config(encoder, decoder, block_documents=index % 2 == 0, local_blocks=index < 2),
                                        registry=registry).eval().double()
     return _MODELS[key]
 

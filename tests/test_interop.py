@@ -292,12 +292,8 @@ def test_importing_interop_does_not_import_transformers():
 
 
 def test_eos_inside_a_row(rows):
-    """The port's local and patcher attention cross an EOS inside a row; blt's block at it unless the
-    local configs offer ``block_documents = False`` (then the converter sets it)."""
-    from blt.entropy.transformer import TransformerEntropyConfig
-    from blt.plugins.decoders.cross_attention import CrossAttentionDecoderConfig
-    from blt.plugins.encoders.cross_attention import CrossAttentionEncoderConfig
-
+    """The port's local and patcher attention cross an EOS inside a row; the converter sets
+    ``block_documents = False`` on the encoder, decoder and entropy model to match."""
     two_docs = torch.cat([rows[0, :60], rows[1, :60]])[None]
     two_docs[0, 59] = 2  # an EOS closes the first document; BOS opens the second
     source = make_hf(seed=3)
@@ -308,9 +304,4 @@ def test_eos_inside_a_row(rows):
     with torch.no_grad():
         diff = float((model(two_docs, lengths) - hf_logits(source, two_docs)).abs().max())
     same_lengths = torch.equal(trim(patcher.patch(two_docs).lengths[0]), trim(hf_lengths[0]))
-    supported = all("block_documents" in getattr(t, "__struct_fields__", ())
-                    for t in (CrossAttentionEncoderConfig, CrossAttentionDecoderConfig, TransformerEntropyConfig))
-    if not supported:
-        assert diff > TOL  # documents the gap; remove this branch once the switch exists
-        pytest.xfail("blt's local attention and entropy model stop at EOS; the port's do not (block_documents switch missing)")
     assert diff < TOL and same_lengths

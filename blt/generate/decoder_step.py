@@ -27,7 +27,8 @@ class CrossAttentionDecoderStep:
     def __init__(self, decoder: nn.Module, batch: int, total: int, backend: AttentionBackend, like: torch.Tensor) -> None:
         cfg = decoder.config
         self.decoder, self.backend, self.k, self.window = decoder, backend, cfg.k, cfg.cross_window
-        self.stack = LocalStack(decoder.layers, cfg.window, decoder.rope_theta, batch, total, backend, like)
+        self.stack = LocalStack(decoder.layers, cfg.window, decoder.rope_theta, batch, total, backend, like,
+                                block_documents=cfg.block_documents)
         d = decoder.norm.weight.numel()
         self.ring_BSD = torch.zeros(batch, self.window * self.k, d, dtype=like.dtype, device=like.device)
         self.ring_pos_BS = torch.full((batch, self.window * self.k), EMPTY, dtype=torch.long, device=like.device)
@@ -55,7 +56,8 @@ class CrossAttentionDecoderStep:
 class AddDecoderStep:
     def __init__(self, decoder: nn.Module, batch: int, total: int, backend: AttentionBackend, like: torch.Tensor) -> None:
         self.decoder = decoder
-        self.stack = LocalStack(decoder.layers, decoder.config.window, decoder.rope_theta, batch, total, backend, like)
+        self.stack = LocalStack(decoder.layers, decoder.config.window, decoder.rope_theta, batch, total, backend, like,
+                                block_documents=decoder.config.block_documents)
         d = decoder.norm.weight.numel()
         self.latest_B1D = torch.zeros(batch, 1, d, dtype=like.dtype, device=like.device)
 

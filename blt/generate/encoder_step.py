@@ -36,7 +36,8 @@ class EncoderStep:
         self.encoder, self.backend, self.window = encoder, backend, window
         self.recorded_from = len(encoder.layers) - recorded_layers  # states of layers >= this are kept
         cfg = encoder.config
-        self.stack = LocalStack(encoder.layers, cfg.window, encoder.rope_theta, batch, total, backend, like)
+        self.stack = LocalStack(encoder.layers, cfg.window, encoder.rope_theta, batch, total, backend, like,
+                                block_documents=cfg.block_documents)
         hashed = encoder.hash_embeddings is not None
         self.recent_BG = torch.zeros(batch, max(encoder.hash_embeddings.group_sizes) if hashed else 1,
                                      dtype=torch.long, device=like.device)

@@ -21,13 +21,16 @@ class LocalStack:
     """``begin(t, doc_B)`` once per step, then ``layer(i, h_B1D)`` for each layer in order."""
 
     def __init__(self, layers: nn.ModuleList, window: int | None, rope_theta: float, batch: int, total: int,
-                 backend: AttentionBackend, like: torch.Tensor) -> None:
+                 backend: AttentionBackend, like: torch.Tensor, block_documents: bool = True) -> None:
         self.layers, self.window, self.rope_theta, self.backend = layers, window, rope_theta, backend
+        self.block_documents = block_documents
         self.store = local_store(list(layers), batch, window, total, like)
         self.rows_B = torch.arange(batch, device=like.device)
         self.head_dim = layers[0].self_attn.head_dim
 
     def begin(self, t: int, doc_B: torch.Tensor) -> None:
+        if not self.block_documents:  # one document: attention crosses EOS, as the config asks
+            doc_B = torch.zeros_like(doc_B)
         C = self.store.capacity
         B = self.rows_B.shape[0]
         pos_B = torch.full((B,), t, dtype=torch.long, device=doc_B.device)

@@ -95,8 +95,6 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, p
     module.load_state_dict({k: v.detach().to(torch.float32) for k, v in state.items()}, strict=True)
 
 
-def _fields(struct_type: type) -> tuple[str, ...]:
-    return tuple(getattr(struct_type, "__struct_fields__", ()))
 
 
 def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, registry: Any = None,
@@ -109,11 +107,9 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     hf = read_hf_config(config, {k: tuple(v.shape) for k, v in tensors.items()})
     registry = registry if registry is not None else make_registry(autoload=False)
     experiment = experiment_from_hf(hf, attention)
-    # The port's local attention does not stop at EOS inside a row; blt's does unless the local
-    # configs grow a ``block_documents`` switch (requested from the model owner). Set it when present.
-    for section, family in (("encoder", "encoders"), ("decoder", "decoders")):
-        if "block_documents" in _fields(registry.spec(family, experiment[section]["kind"]).config_type):
-            experiment[section]["block_documents"] = False
+    # The port's local attention (and its entropy model) attend across an EOS inside a row.
+    for section in ("encoder", "decoder"):
+        experiment[section]["block_documents"] = False
     if hf.entropy_patching:
         patcher_cfg: dict[str, Any] = {"kind": "entropy", "threshold": hf.threshold}
     else:
@@ -130,9 +126,7 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     model.eval()
     if not hf.entropy_patching:
         return model, registry.build_patcher(patcher_cfg)
-    fields = entropy_model_config(hf)
-    if "block_documents" in _fields(TransformerEntropyConfig):
-        fields["block_documents"] = False
+    fields = {**entropy_model_config(hf), "block_documents": False}
     entropy_model = TransformerEntropyModel(TransformerEntropyConfig(**fields))
     load_strict(entropy_model, patcher_sd, patcher=True)
     # Hand the converted entropy model to the patcher instead of a model file.

@@ -37,6 +37,7 @@ class LocalEncoderConfig(EncoderConfig):
     kv_heads: PositiveInt | None = None
     ffn_dim: PositiveInt | None = None      # None: int(8 d / 3) rounded up to a multiple of 256
     window: PositiveInt | None = 512        # sliding window in bytes (within a document); None: unlimited
+    block_documents: bool = True            # local attention stops at EOS (Hugging Face's port: False)
     hash_sizes: tuple[PositiveInt, ...] = (3, 4, 5, 6, 7, 8)  # n-gram sizes; () disables hash embeddings
     hash_functions: NonNegativeInt = 1      # hash functions per n-gram size; 0 disables hash embeddings
     hash_buckets: PositiveInt = 30000       # rows per hash table (V)
@@ -50,6 +51,7 @@ class LocalDecoderConfig(DecoderConfig):
     kv_heads: PositiveInt | None = None
     ffn_dim: PositiveInt | None = None
     window: PositiveInt | None = 512
+    block_documents: bool = True            # local attention stops at EOS (Hugging Face's port: False)
 
 
 @attrs.frozen

@@ -82,10 +82,12 @@ def _slots(ids_BP: torch.Tensor, k: int) -> torch.Tensor:
     return ids_BP.repeat_interleave(k, dim=1)
 
 
-def local_block_causal(layout: PatchLayout, window: int | None) -> MaskDescription:
-    """Bytes: causal, within the same EOS-delimited document, at most ``window`` bytes back (self included)."""
+def local_block_causal(layout: PatchLayout, window: int | None, block_documents: bool = True) -> MaskDescription:
+    """Bytes: causal, at most ``window`` bytes back (self included) and, with ``block_documents``,
+    within the same EOS-delimited document."""
     pos_BN = torch.arange(layout.num_bytes, device=layout.patch_ids_BN.device).expand(layout.batch, -1)
-    return MaskDescription(LOCAL_BLOCK_CAUSAL, pos_BN, pos_BN, layout.byte_doc_BN, layout.byte_doc_BN, window)
+    doc_BN = layout.byte_doc_BN if block_documents else None
+    return MaskDescription(LOCAL_BLOCK_CAUSAL, pos_BN, pos_BN, doc_BN, doc_BN, window)
 
 
 def patch_causal(layout: PatchLayout, block_documents: bool) -> MaskDescription:

@@ -37,7 +37,7 @@ class AddDecoder(nn.Module):
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL})
 
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
-        return {"self": local_block_causal(layout, self.config.window)}
+        return {"self": local_block_causal(layout, self.config.window, self.config.block_documents)}
 
     def forward(self, bytes_BND: torch.Tensor, patches_BPG: torch.Tensor, layout: PatchLayout,
                 attends: dict[str, Attend]) -> torch.Tensor:

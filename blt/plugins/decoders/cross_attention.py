@@ -53,7 +53,7 @@ class CrossAttentionDecoder(nn.Module):
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE})
 
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
-        return {"self": local_block_causal(layout, self.config.window),
+        return {"self": local_block_causal(layout, self.config.window, self.config.block_documents),
                 "cross": patch_to_byte(layout, self.config.k, self.config.cross_window)}
 
     def forward(self, bytes_BND: torch.Tensor, patches_BPG: torch.Tensor, layout: PatchLayout,

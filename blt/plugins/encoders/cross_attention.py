@@ -57,7 +57,7 @@ class CrossAttentionEncoder(nn.Module):
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL, BYTE_TO_PATCH})
 
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
-        return {"self": local_block_causal(layout, self.config.window),
+        return {"self": local_block_causal(layout, self.config.window, self.config.block_documents),
                 "cross": byte_to_patch(layout, self.config.k, self.config.cross_window)}
 
     def forward(self, tokens_BN: torch.Tensor, layout: PatchLayout, attends: dict[str, Attend]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,7 +36,7 @@ class PoolingEncoder(nn.Module):
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL})
 
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
-        return {"self": local_block_causal(layout, self.config.window)}
+        return {"self": local_block_causal(layout, self.config.window, self.config.block_documents)}
 
     def forward(self, tokens_BN: torch.Tensor, layout: PatchLayout, attends: dict[str, Attend]) -> tuple[torch.Tensor, torch.Tensor]:
         """-> ``(byte states [B, N, d], patch vectors [B, P, d])``."""
