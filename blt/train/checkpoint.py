@@ -119,11 +119,8 @@ def check_compatible(path: Path, state: dict[str, Any], expected: dict[str, str]
                 f"this config has {fp}); use the config it was trained with, another --out, or --no-resume")
 
 
-def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> dict[str, Any]:
-    """Load model and optimizer state from ``path`` into the live objects; returns train_state."""
-    state = read_train_state(path)
-    model_sd, optim_sd = parallel.get_train_state(model, optimizer)
-    target = {"model": model_sd, "optim": optim_sd}
+def read_dcp(target: dict[str, Any], path: Path, fits: str) -> None:
+    """Fill ``target`` in place from the DCP checkpoint at ``path``; any failure is one CheckpointError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -131,8 +128,16 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, r
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # DCP's CheckpointException derives from BaseException
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or does not match this model: {first[:300]}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"checkpoint {path} is corrupt or does not match {fits}: {first[:300]}") from None
+
+
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rank: int) -> dict[str, Any]:
+    """Load model and optimizer state from ``path`` into the live objects; returns train_state."""
+    state = read_train_state(path)
+    model_sd, optim_sd = parallel.get_train_state(model, optimizer)
+    target = {"model": model_sd, "optim": optim_sd}
+    read_dcp(target, path, "this model")
     parallel.set_train_state(model, optimizer, target["model"], target["optim"])
     rank_file = path / f"rank{rank}.json"
     if rank_file.is_file():

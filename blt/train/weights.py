@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import msgspec
 import torch
 
 from blt import parallel
-from blt.train.checkpoint import CheckpointError, latest
+from blt.train.checkpoint import CheckpointError, latest, read_dcp
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -100,15 +99,7 @@ def load_trained(path: str | Path) -> tuple[Any, Any, Any, torch.nn.Module]:
         model.load_state_dict(state)
     else:
         target = {"model": dict(expected)}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                parallel.dcp_load(target, str(where))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # DCP's CheckpointException derives from BaseException
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise CheckpointError(f"checkpoint {where} is corrupt or does not match its config: {first[:300]}") from None
+        read_dcp(target, where, "its config")
         model.load_state_dict(target["model"])
     return config, registry, patcher, model.eval()
 
