@@ -11,7 +11,12 @@ timed in alternation under these variants (each re-binds masks per step, as the 
 - ``no_fused_hash``: hash n-gram embeddings looked up one table at a time (one embedding call,
   and one dense gradient, per table);
 - ``no_complex_rope``: RoPE by stacking rotated halves in float32 (the previous implementation);
-- ``none``: all three off (the code before this work).
+- ``no_window_kernel_prep``: sliding-window keys/values through ``unfold``'s generic backward and a
+  boolean mask converted by the kernel on every call (the first mask-plan version), instead of the
+  chunk-sum backward and the once-per-batch additive mask;
+- ``none``: all of the above off (the code before this work);
+- ``compiled``: everything on plus ``[model] compile = true`` (torch.compile'd layer halves; opt-in,
+  compiled before timing).
 
 Reported: median step time per variant and the median per-round ratio to ``all``.
 """
@@ -46,6 +51,25 @@ def _unfused_hash(self, tokens_BN):
     return out
 
 
+def _old_attend_window(q_BHTD, k_BHTD, v_BHTD, plan):
+    import torch.nn.functional as F
+
+    B, H, T, D = q_BHTD.shape
+    W, C = plan.window, plan.block
+    n = plan.allowed_BnCK.shape[1]
+    pad = n * C - T
+    q_BTHD = q_BHTD.transpose(1, 2)
+    q_BnHCD = (F.pad(q_BTHD, (0, 0, 0, 0, 0, pad)) if pad else q_BTHD).reshape(B * n, C, H, D).transpose(1, 2)
+
+    def windows(x_BHTD):
+        padded_BLHD = F.pad(x_BHTD.transpose(1, 2), (0, 0, 0, 0, W, pad))
+        return padded_BLHD.unfold(1, W + C, C).permute(0, 1, 2, 4, 3).reshape(B * n, H, W + C, D)
+
+    mask = plan.allowed_BnCK.view(B * n, 1, C, W + C)
+    o_BnHCD = F.scaled_dot_product_attention(q_BnHCD, windows(k_BHTD), windows(v_BHTD), attn_mask=mask)
+    return o_BnHCD.transpose(1, 2).reshape(B, n * C, H, D)[:, :T].transpose(1, 2)
+
+
 def _stack_rope(x, cos, sin):
     pairs = x.unflatten(-1, (-1, 2))
     rotated = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
@@ -58,7 +82,7 @@ def switched_off(names: set[str]):
     import blt.plugins.attention.sdpa as sdpa
     from blt.model.hash_embedding import HashNgramEmbedding
 
-    saved = (sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope)
+    saved = (sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope, sdpa.attend_window)
     try:
         if "mask_plans" in names:
             sdpa.plan_for = _dense_plan
@@ -66,13 +90,16 @@ def switched_off(names: set[str]):
             HashNgramEmbedding.forward = _unfused_hash
         if "complex_rope" in names:
             blocks.apply_rope = _stack_rope
+        if "window_kernel_prep" in names:
+            sdpa.attend_window = _old_attend_window
         yield
     finally:
-        sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope = saved
+        sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope, sdpa.attend_window = saved
 
 
 VARIANTS = {"all": set(), "no_mask_plans": {"mask_plans"}, "no_fused_hash": {"fused_hash"},
-            "no_complex_rope": {"complex_rope"}, "none": {"mask_plans", "fused_hash", "complex_rope"}}
+            "no_complex_rope": {"complex_rope"}, "no_window_kernel_prep": {"window_kernel_prep"},
+            "none": {"mask_plans", "fused_hash", "complex_rope", "window_kernel_prep"}, "compiled": set()}
 
 
 def run(quick: bool, repeats: int, threads: int) -> dict:
@@ -86,13 +113,19 @@ def run(quick: bool, repeats: int, threads: int) -> dict:
     tokens, lengths = common.text_batch(cfg["batch"], cfg["seq_len"])
     step = common.ours_step(model, tokens, lengths)
 
-    def variant(names: set[str]):
+    from blt.model.blocks import TransformerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, TransformerLayer)]
+
+    def variant(name: str, names: set[str]):
         def run_step() -> None:
+            for layer in layers:
+                layer.compiled = name == "compiled"
             with switched_off(names):
                 step()
         return run_step
 
-    times = common.alternate({name: variant(names) for name, names in VARIANTS.items()}, repeats)
+    times = common.alternate({name: variant(name, names) for name, names in VARIANTS.items()}, repeats)
     out = {"config": cfg, "threads": threads, "variants": {}}
     for name, ts in times.items():
         ratios = common.paired_ratios(ts, times["all"])

@@ -119,7 +119,15 @@ class SelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Pre-norm block: ``h = x + Attn(norm(x))``; ``out = h + MLP(norm(h))``."""
+    """Pre-norm block: ``h = x + Attn(norm(x))``; ``out = h + MLP(norm(h))``.
+
+    ``compiled`` (set by ``build_model`` from ``[model] compile``): calls without a cache run the
+    work before and after the attention kernel as two ``torch.compile``'d functions (dynamic
+    shapes, shared by every layer), fusing the norms, RoPE, SwiGLU and residual adds; the
+    attention call itself stays eager. Cached (generation) calls always run eagerly.
+    """
+
+    compiled: bool = False
 
     def __init__(self, dim: int, heads: int, kv_heads: int | None = None, ffn_dim: int | None = None, eps: float = 1e-5) -> None:
         super().__init__()
@@ -131,8 +139,54 @@ class TransformerLayer(nn.Module):
     def forward(
         self, x_BTD: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], attend: Attend, cache: KVCache | None = None
     ) -> torch.Tensor:
+        if self.compiled and cache is None:
+            pre, post = _compiled_layer_parts()
+            q, k, v = pre(self, x_BTD, *rope)
+            attn = self.self_attn
+            if attn.kv_heads != attn.heads:
+                rep = attn.heads // attn.kv_heads
+                k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+            return post(self, x_BTD, attend(q, k, v))
         h = x_BTD + self.self_attn(self.input_layernorm(x_BTD), rope, attend, cache)
         return h + self.mlp(self.post_attention_layernorm(h))
+
+
+def _rotate_pairs(x_BHTD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """:func:`apply_rope`'s rotation in real arithmetic (what the compiler fuses; no complex views)."""
+    x_pairs = x_BHTD.unflatten(-1, (-1, 2))
+    rotated = torch.stack((-x_pairs[..., 1], x_pairs[..., 0]), dim=-1).flatten(-2)
+    if x_BHTD.dtype in (torch.float32, torch.float64) and cos.dtype == x_BHTD.dtype:
+        return x_BHTD * cos + rotated * sin
+    return (x_BHTD.float() * cos + rotated.float() * sin).to(x_BHTD.dtype)
+
+
+def _layer_pre_attention(layer: TransformerLayer, x_BTD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """norm -> q, k, v projections -> RoPE on q and k: ``(q, k, v)`` as ``[B, H, T, hd]``."""
+    attn = layer.self_attn
+    B, T, _ = x_BTD.shape
+    h = layer.input_layernorm(x_BTD)
+    q = attn.q_proj(h).view(B, T, attn.heads, attn.head_dim).transpose(1, 2)
+    k = attn.k_proj(h).view(B, T, attn.kv_heads, attn.head_dim).transpose(1, 2)
+    v = attn.v_proj(h).view(B, T, attn.kv_heads, attn.head_dim).transpose(1, 2)
+    return _rotate_pairs(q, cos, sin), _rotate_pairs(k, cos, sin), v
+
+
+def _layer_post_attention(layer: TransformerLayer, x_BTD: torch.Tensor, o_BHTD: torch.Tensor) -> torch.Tensor:
+    """o_proj + residual, then norm -> SwiGLU + residual."""
+    B, T, _ = x_BTD.shape
+    h = x_BTD + layer.self_attn.o_proj(o_BHTD.transpose(1, 2).reshape(B, T, -1))
+    return h + layer.mlp(layer.post_attention_layernorm(h))
+
+
+_COMPILED_PARTS: tuple | None = None
+
+
+def _compiled_layer_parts() -> tuple:
+    """The two compiled halves of a layer, created once per process (compiled on first use)."""
+    global _COMPILED_PARTS
+    if _COMPILED_PARTS is None:
+        _COMPILED_PARTS = (torch.compile(_layer_pre_attention, dynamic=True), torch.compile(_layer_post_attention, dynamic=True))
+    return _COMPILED_PARTS
 
 
 def trunc_normal_(weight: torch.Tensor, std: float, bound: float | None = None) -> None:

@@ -16,6 +16,7 @@ import torch
 from blt.core.errors import ConfigError, UnavailableError
 from blt.core.experiment import load_experiment
 from blt.core.registry import Registry
+from blt.model.blocks import TransformerLayer
 from blt.model.blt import ByteLatentTransformer
 from blt.model.config import SharedDims
 from blt.model.global_transformer import GlobalTransformer
@@ -86,4 +87,8 @@ def build_model(
     decoder = registry.spec("decoders", experiment.decoder.kind).build(experiment.decoder, dims)
     backend = registry.spec("attention", experiment.attention.kind).build(experiment.attention)
     model = ByteLatentTransformer(encoder, global_transformer, decoder, backend, experiment.model.d_local)
+    if experiment.model.compile:
+        for module in model.modules():
+            if isinstance(module, TransformerLayer):
+                module.compiled = True
     return model.to(target) if device is not None else model

@@ -27,6 +27,9 @@ class ModelConfig(Config):
     norm_eps: Annotated[float, Meta(gt=0)] = 1e-5
     block_documents: bool = True            # global attention blocked at document (EOS) boundaries
     init_std_factor: InitStdFactor = "disabled"  # output-projection std divisor (BLT_NOTES §12)
+    compile: bool = False                   # torch.compile each transformer layer's elementwise work (norms,
+                                            # RoPE, SwiGLU, residuals) around the attention call; same maths,
+                                            # fp rounding differs; ~5% faster CPU training step, ~30 s to compile
 
 
 class LocalEncoderConfig(EncoderConfig):

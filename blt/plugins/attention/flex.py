@@ -1,6 +1,14 @@
 """``flex``: FlexAttention with BlockMasks built once per batch (``create_block_mask``), compiled.
 
-Every mask kind is supported: the description's rule is the ``mask_mod``. Rows with no allowed
+Every mask kind is supported: the description's rule is the ``mask_mod``. The kernel is compiled
+once per backend instance and device type. On CUDA it is compiled with dynamic sizes: sequence
+lengths and patch counts change from batch to batch and the mask kinds differ in (Q, K), so a
+static compile recompiles for every new shape and, past dynamo's recompile limit (8), silently
+falls back to the unfused path that materialises the whole score matrix. On CPU the compile stays
+static (torch's C++ FlexAttention template does not compile with symbolic sizes), which is fine
+for its use there (forward-only inference on a few shapes). Inputs are made contiguous
+``[B, H, T, D]`` before the call: layers hand over transposed ``[B, T, H, D]`` views or RoPE'd
+copies, and a stride change is a recompile too. Rows with no allowed
 key output zeros (FlexAttention's own behaviour, matching ``eager``). On CPU, FlexAttention has
 forward only: ``can_train`` says so and ``build_model(..., training=True)`` / a forward that would
 build a graph refuse up front. Inference on CPU works under ``torch.no_grad()`` (the first call
@@ -47,7 +55,16 @@ class FlexAttention:
         from torch.nn.attention.flex_attention import flex_attention
 
         self.config = config or FlexConfig()
-        self._kernel: Callable[..., torch.Tensor] = torch.compile(flex_attention, dynamic=False) if self.config.compile else flex_attention
+        self._flex = flex_attention
+        self._kernels: dict[str, Callable[..., torch.Tensor]] = {}  # device type -> kernel, compiled once
+
+    def kernel(self, device: torch.device) -> Callable[..., torch.Tensor]:
+        """The (compiled) kernel for ``device``'s type: dynamic sizes on CUDA, static on CPU (module docstring)."""
+        kernel = self._kernels.get(device.type)
+        if kernel is None:
+            kernel = torch.compile(self._flex, dynamic=device.type != "cpu") if self.config.compile else self._flex
+            self._kernels[device.type] = kernel
+        return kernel
 
     def prepare(self, mask: MaskDescription) -> Any:
         from torch.nn.attention.flex_attention import create_block_mask
@@ -61,7 +78,9 @@ class FlexAttention:
         return create_block_mask(mask_mod, B, None, Q, K, device=mask.q_pos_BQ.device)
 
     def attend(self, q_BHQD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, prepared: Any) -> torch.Tensor:
-        return self._kernel(q_BHQD, k_BHKD, v_BHKD, block_mask=prepared)
+        # One memory layout for every call (no-ops when already contiguous).
+        kernel = self.kernel(q_BHQD.device)
+        return kernel(q_BHQD.contiguous(), k_BHKD.contiguous(), v_BHKD.contiguous(), block_mask=prepared)
 
     def can_train(self, device: torch.device | str) -> str | None:
         return can_train(device)
