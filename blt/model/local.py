@@ -21,6 +21,12 @@ def check_heads(path: str, dim: int, heads: int, kv_heads: int | None) -> None:
         raise ConfigError(f"{path}.kv_heads: {kv_heads} does not divide heads = {heads}")
 
 
+def check_cross_heads(path: str, dim: int, cross_heads: int) -> None:
+    """ConfigError unless the cross-attention heads divide ``dim`` (no RoPE there, so any width)."""
+    if dim % cross_heads:
+        raise ConfigError(f"{path}.cross_heads: {cross_heads} heads do not divide the width {dim}")
+
+
 def make_layers(n: int, dim: int, heads: int, kv_heads: int | None, ffn_dim: int | None, eps: float) -> nn.ModuleList:
     hidden = ffn_dim or ffn_hidden_dim(dim)
     return nn.ModuleList(TransformerLayer(dim, heads, kv_heads, hidden, eps) for _ in range(n))

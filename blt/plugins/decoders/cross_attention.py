@@ -13,14 +13,13 @@ import torch
 from torch import nn
 
 from blt.core.config import PositiveInt
-from blt.core.errors import ConfigError
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
 from blt.model.cross_attention import CrossAttention
 from blt.model.layout import PatchLayout
-from blt.model.local import check_heads, depth_factor, init_layers, make_layers, rope_for
+from blt.model.local import check_cross_heads, check_heads, depth_factor, init_layers, make_layers, rope_for
 from blt.model.masks import LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE, MaskDescription, local_block_causal, patch_to_byte
 from blt.model.patch_ops import to_slots
 
@@ -37,8 +36,7 @@ class CrossAttentionDecoder(nn.Module):
         super().__init__()
         d = dims.d_local
         check_heads("$.decoder", d, config.heads, config.kv_heads)
-        if d % config.cross_heads:
-            raise ConfigError(f"$.decoder.cross_heads: {config.cross_heads} heads do not divide the width {d}")
+        check_cross_heads("$.decoder", d, config.cross_heads)
         self.config, self.rope_theta = config, dims.rope_theta
         self.patch_embedding_projection = nn.Linear(dims.d_global, config.k * d, bias=False)
         n_cross = config.layers if config.cross_all_layers else 1

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from blt.core.config import PositiveInt
-from blt.core.errors import ConfigError
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import EncoderSpec
 from blt.model.blocks import Attend, trunc_normal_
@@ -21,7 +20,7 @@ from blt.model.byte_embedding import embed_bytes, make_embeddings
 from blt.model.config import LocalEncoderConfig, SharedDims
 from blt.model.cross_attention import CrossAttention
 from blt.model.layout import PatchLayout
-from blt.model.local import check_heads, depth_factor, init_layers, make_layers, rope_for
+from blt.model.local import check_cross_heads, check_heads, depth_factor, init_layers, make_layers, rope_for
 from blt.model.masks import BYTE_TO_PATCH, LOCAL_BLOCK_CAUSAL, MaskDescription, byte_to_patch, local_block_causal
 from blt.model.patch_ops import from_slots, pool_patches, to_slots
 
@@ -40,8 +39,7 @@ class CrossAttentionEncoder(nn.Module):
         super().__init__()
         d = dims.d_local
         check_heads("$.encoder", d, config.heads, config.kv_heads)
-        if d % config.cross_heads:
-            raise ConfigError(f"$.encoder.cross_heads: {config.cross_heads} heads do not divide the width {d}")
+        check_cross_heads("$.encoder", d, config.cross_heads)
         self.config, self.rope_theta = config, dims.rope_theta
         self.out_dim = config.k * d
         self.embed_tokens, self.hash_embeddings = make_embeddings(config, d)
