@@ -94,3 +94,26 @@ def test_update_creates_file_and_appends_table(tmp_path):
     other.write_text('[patcher]\nkind = "space"\nmax_patch_length = 3\n[train]\nsteps = 5\n')
     update_patcher_table(other, {"kind": "entropy", "threshold": 2.0})
     assert tomllib.loads(other.read_text()) == {"patcher": {"kind": "entropy", "threshold": 2.0}, "train": {"steps": 5}}
+
+
+def test_threshold_sits_between_observed_scores_not_on_one():
+    """Entropies from a small discrete set (as a 2-byte-context CNN produces): the calibrated θ must
+    fall strictly between two observed values, so a last-ulp recomputation cannot flip a boundary."""
+    from blt.entropy.calibrate import calibrate_threshold
+
+    torch.manual_seed(0)
+    levels = torch.tensor([0.5, 1.25, 2.0, 2.75, 3.5])
+    docs = [levels[torch.randint(0, 5, (n,))] for n in (40, 57, 33, 80)]
+    for rule in ("global", "relative"):
+        result = calibrate_threshold(docs, 3.0, rule=rule)
+        observed = torch.cat([d[1:] if rule == "global" else d[1:] - d[:-1] for d in docs]).double()
+        assert not bool((observed == result.threshold).any())
+        nudged = [result.threshold - 1e-6, result.threshold + 1e-6]
+        assert [calibrate_patches(docs, t, rule) for t in nudged] == [calibrate_patches(docs, result.threshold, rule)] * 2
+
+
+def calibrate_patches(docs, theta, rule):
+    from blt.entropy.calibrate import _padded, patch_counts
+
+    e, lengths = _padded(docs)
+    return int(patch_counts(e, lengths, theta, rule).sum())

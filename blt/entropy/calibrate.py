@@ -17,7 +17,7 @@ import torch
 from blt.core.errors import InputError
 from blt.core.patching import split_long_patches
 from blt.entropy.compute import entropies as model_entropies
-from blt.entropy.rules import entropy_starts
+from blt.entropy.rules import entropy_starts, rule_scores
 from blt.tokens import encode
 
 RULES = ("global", "relative")
@@ -72,6 +72,32 @@ def patch_counts(
     return (starts & valid).sum(1)
 
 
+def decisive_scores(entropies_DL: torch.Tensor, lengths_D: torch.Tensor, rule: str) -> torch.Tensor:
+    """The values the rule compares with θ, real positions only: ``e[p-1]`` (global) or
+    ``e[p-1] - e[p-2]`` (relative) for the positions p >= 2 (>= 3) of each document."""
+    scores_DS = rule_scores(entropies_DL, relative=rule != "global")  # index p - 2
+    first = 0 if rule == "global" else 1
+    s = torch.arange(scores_DS.shape[1])
+    valid_DS = (s[None, :] >= first) & (s[None, :] + 2 < lengths_D[:, None])
+    return scores_DS[valid_DS]
+
+
+def _mid_gap(values: torch.Tensor, theta: float) -> float:
+    """Move ``theta`` to the middle of the gap between the observed values around it.
+
+    Bisection ends on an observed score, so the threshold would sit exactly on a value the model
+    produces (often: the CNN sees only 2 bytes, so its entropies repeat). A last-ulp difference in
+    a recomputed entropy would then flip that boundary. Every observed value keeps its side, so
+    the patches on this corpus do not change.
+    """
+    v = values.double().flatten()
+    v = v[torch.isfinite(v)]
+    below, above = v[v <= theta], v[v > theta]
+    if not below.numel() or not above.numel():
+        return theta
+    return (float(below.max()) + float(above.min())) / 2
+
+
 def calibrate_threshold(
     doc_entropies: Sequence[torch.Tensor],
     target: float,
@@ -107,7 +133,7 @@ def calibrate_threshold(
             lo = mid
         else:
             hi = mid
-    theta = min((lo, hi), key=lambda t: abs(size(t) - target))
+    theta = _mid_gap(decisive_scores(e_DL, len_D, rule), min((lo, hi), key=lambda t: abs(size(t) - target)))
     counts = patch_counts(e_DL, len_D, theta, rule, max_patch_length)
     return Calibration(
         rule=rule, threshold=theta, target=target, achieved=total / int(counts.sum()),
