@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from blt.cli.patch import parse_overrides
+    from blt.cli.overrides import parse_overrides
     from blt.core.config import read_config_file
     from blt.core.errors import InputError
     from blt.core.registry import registry_for

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -59,26 +58,10 @@ def read_input(args: argparse.Namespace) -> tuple[bytes, str]:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["patch_size=6", "tokenizer_path=x.json"]`` -> ``{"patch_size": 6, "tokenizer_path": "x.json"}``."""
-    from blt.core.errors import ConfigError
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set patch_size=6")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        out[key.strip()] = value
-    return out
-
-
 def patcher_configs(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
     """The registry and the patcher tables to build (one, or one per kind with --all-kinds)."""
     from blt.core.config import read_config_file
+    from blt.cli.overrides import parse_overrides
     from blt.core.registry import registry_for
 
     data = read_config_file(args.config) if args.config else {}

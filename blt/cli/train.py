@@ -22,31 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a field, e.g. --set train.steps=100 --set patcher.kind=space (repeatable)")
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """``["a.b=1", "c=x"]`` -> nested dict; values parse as TOML scalars/arrays, else as strings."""
-    import tomllib
-
-    from blt.core.errors import ConfigError
-
-    out: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.steps=100")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
 def load_with_overrides(path: str, overrides: list[str]):
     from blt.core.config import read_config_file
+    from blt.cli.overrides import parse_overrides
     from blt.core.experiment import load_experiment, with_overrides
 
     data = with_overrides(read_config_file(path), parse_overrides(overrides))
