@@ -61,7 +61,10 @@ def init(device: str = "auto") -> DistInfo:
 
 
 def shutdown() -> None:
+    """Tear the process group down together: a rank that destroys it while another still has
+    gloo traffic in flight can abort at exit ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
