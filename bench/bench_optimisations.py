@@ -14,6 +14,11 @@ timed in alternation under these variants (each re-binds masks per step, as the 
 - ``no_window_kernel_prep``: sliding-window keys/values through ``unfold``'s generic backward and a
   boolean mask converted by the kernel on every call (the first mask-plan version), instead of the
   chunk-sum backward and the once-per-batch additive mask;
+- ``no_window_views``: sliding-window keys/values copied into ``[B n, H, W + C, D]`` windows
+  (``attend_window(views=False)``, the path other devices take) instead of overlapping views of one
+  flat buffer handed to the CPU flash-attention kernel;
+- ``no_fused_norm``: RMSNorm through autograd of the eager formula instead of the hand-derived
+  backward (``blt.model.rms_norm``);
 - ``none``: all of the above off (the code before this work);
 - ``compiled``: everything on plus ``[model] compile = true`` (torch.compile'd layer halves; opt-in,
   compiled before timing).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 from pathlib import Path
 
@@ -82,7 +88,7 @@ def switched_off(names: set[str]):
     import blt.plugins.attention.sdpa as sdpa
     from blt.model.hash_embedding import HashNgramEmbedding
 
-    saved = (sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope, sdpa.attend_window)
+    saved = (sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope, sdpa.attend_window, blocks.can_fuse)
     try:
         if "mask_plans" in names:
             sdpa.plan_for = _dense_plan
@@ -90,16 +96,21 @@ def switched_off(names: set[str]):
             HashNgramEmbedding.forward = _unfused_hash
         if "complex_rope" in names:
             blocks.apply_rope = _stack_rope
+        if "window_views" in names:
+            sdpa.attend_window = functools.partial(saved[3], views=False)
         if "window_kernel_prep" in names:
             sdpa.attend_window = _old_attend_window
+        if "fused_norm" in names:
+            blocks.can_fuse = lambda x, weight: False
         yield
     finally:
-        sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope, sdpa.attend_window = saved
+        sdpa.plan_for, HashNgramEmbedding.forward, blocks.apply_rope, sdpa.attend_window, blocks.can_fuse = saved
 
 
 VARIANTS = {"all": set(), "no_mask_plans": {"mask_plans"}, "no_fused_hash": {"fused_hash"},
-            "no_complex_rope": {"complex_rope"}, "no_window_kernel_prep": {"window_kernel_prep"},
-            "none": {"mask_plans", "fused_hash", "complex_rope", "window_kernel_prep"}, "compiled": set()}
+            "no_complex_rope": {"complex_rope"}, "no_window_views": {"window_views"},
+            "no_window_kernel_prep": {"window_kernel_prep"}, "no_fused_norm": {"fused_norm"},
+            "none": {"mask_plans", "fused_hash", "complex_rope", "window_kernel_prep", "fused_norm"}, "compiled": set()}
 
 
 def run(quick: bool, repeats: int, threads: int) -> dict:

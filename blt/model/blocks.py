@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blt.model.rms_norm import can_fuse, fused_rms_norm
+
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -26,7 +28,11 @@ def ffn_hidden_dim(dim: int, multiplier: float = 1.0, multiple_of: int = 256) ->
 
 
 class RMSNorm(nn.Module):
-    """``x * rsqrt(mean(x^2) + eps)`` computed in float32, cast back, times the weight."""
+    """``x * rsqrt(mean(x^2) + eps)`` times the weight, statistics in float32 (float64 for float64 inputs).
+
+    float32/float64 calls run :func:`blt.model.rms_norm.fused_rms_norm` (same result, a
+    hand-derived backward with fewer passes); other dtypes run the eager formula below.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -34,6 +40,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if can_fuse(x, self.weight):
+            return fused_rms_norm(x, self.weight, self.eps)
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return normed.to(x.dtype) * self.weight

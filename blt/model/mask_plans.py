@@ -160,55 +160,6 @@ def plan_for(mask: MaskDescription) -> Plan | None:
     return run_plan(mask)
 
 
-class _Windows(torch.autograd.Function):
-    """Overlapping windows of a padded ``[B, (n + m - 1) C, H, D]`` sequence -> ``[B n, H, m C, D]``.
-
-    Window ``i`` holds rows ``[i C, (i + m) C)``. Forward: an ``unfold`` view copied once.
-    Backward: each row lies in ``m`` windows, so the input gradient is the sum of ``m``
-    chunk-shifted slices of the window gradient (``m`` strided adds), much cheaper than
-    ``unfold``'s generic backward (a zero-filled scatter over every window element).
-    """
-
-    @staticmethod
-    def forward(ctx, padded_BLHD: torch.Tensor, n: int, C: int, m: int) -> torch.Tensor:
-        B, L, H, D = padded_BLHD.shape
-        ctx.dims = (B, n, C, m, H, D)
-        return padded_BLHD.unfold(1, m * C, C).permute(0, 1, 2, 4, 3).reshape(B * n, H, m * C, D)
-
-    @staticmethod
-    def backward(ctx, grad_BnHKD: torch.Tensor):
-        B, n, C, m, H, D = ctx.dims
-        grad_BnmCHD = grad_BnHKD.reshape(B, n, H, m, C, D).permute(0, 1, 3, 4, 2, 5)
-        out_BnCHD = grad_BnHKD.new_zeros(B, n + m - 1, C, H, D)
-        for j in range(m):
-            out_BnCHD[:, j:j + n] += grad_BnmCHD[:, :, j]
-        return out_BnCHD.view(B, (n + m - 1) * C, H, D), None, None, None
-
-
-def attend_window(q_BHTD: torch.Tensor, k_BHTD: torch.Tensor, v_BHTD: torch.Tensor, plan: WindowPlan) -> torch.Tensor:
-    """Blocked sliding-window attention: one ``scaled_dot_product_attention`` call over all blocks.
-
-    Works in the projections' ``[B, T, H, D]`` layout so the blocks are strided views (4-D, as the
-    fused CPU/GPU kernels need): block ``i`` of row ``b`` is batch entry ``b n + i``. Keys and
-    values are overlapping windows of the padded sequence (:class:`_Windows`). The mask goes to
-    the kernel in additive form, built once per batch (:meth:`WindowPlan.bias`).
-    """
-    B, H, T, D = q_BHTD.shape
-    W, C = plan.window, plan.block
-    n = plan.allowed_BnCK.shape[1]
-    pad = n * C - T
-    q_BTHD = q_BHTD.transpose(1, 2)
-    q_BnHCD = (F.pad(q_BTHD, (0, 0, 0, 0, 0, pad)) if pad else q_BTHD).reshape(B * n, C, H, D).transpose(1, 2)
-
-    def windows(x_BHTD: torch.Tensor) -> torch.Tensor:  # (B n, H, W + C, D)
-        padded_BLHD = F.pad(x_BHTD.transpose(1, 2), (0, 0, 0, 0, W, pad))  # (B, W + n C, H, D)
-        return _Windows.apply(padded_BLHD, n, C, (W + C) // C)
-
-    o_BnHCD = F.scaled_dot_product_attention(q_BnHCD, windows(k_BHTD), windows(v_BHTD), attn_mask=plan.bias(q_BHTD.dtype))
-    o_BTHD = o_BnHCD.transpose(1, 2).reshape(B, n * C, H, D)[:, :T]
-    return o_BTHD.transpose(1, 2)  # (B, H, T, D)
-
-
 def attend_runs(q_BHQD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, plan: RunPlan) -> torch.Tensor:
     """Attention over each query's gathered run of ``J`` keys (softmax in float32).
 

@@ -17,7 +17,8 @@ from blt.core.config import AttentionConfig
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import AttentionSpec
 from blt.model.attention import check_kind, dense_mask
-from blt.model.mask_plans import CausalPlan, Plan, RunPlan, WindowPlan, attend_runs, attend_window, plan_for
+from blt.model.mask_plans import CausalPlan, Plan, RunPlan, WindowPlan, attend_runs, plan_for
+from blt.model.window_attention import attend_window
 from blt.model.masks import MASK_KINDS, MaskDescription
 
 
