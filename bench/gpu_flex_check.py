@@ -3,9 +3,11 @@ fallback to the unfused path as shapes change between batches.
 
     python bench/gpu_flex_check.py [OUT_JSON]
 
-A small BLT in bf16 is trained (forward + cross-entropy + backward) with ``flex`` and with ``sdpa``
-(same weights) on batches of several lengths; per batch it records both losses, the step times
-after the first call, and dynamo's count of compiled graphs and recompilations.
+A small BLT in bf16 is trained (forward + cross-entropy + backward) with ``flex`` (BlockMasks built
+by a compiled ``create_block_mask``, the default), ``flex_eager_mask`` (``compile_block_mask = false``:
+BlockMasks built uncompiled, the previous behaviour) and ``sdpa`` (same weights) on batches of
+several lengths; per batch it records the losses, the step times after the first call, and
+dynamo's count of compiled graphs and recompilations.
 """
 
 from __future__ import annotations
@@ -38,14 +40,18 @@ def main() -> None:
     with torch.device(device):
         flex = blt.build_model(common.experiment(CFG, "flex"), training=True, device=device).to(torch.bfloat16).train()
         sdpa = blt.build_model(common.experiment(CFG, "sdpa"), training=True, device=device).to(torch.bfloat16).train()
+        eager_mask_exp = common.experiment(CFG, "flex")
+        eager_mask_exp["attention"]["compile_block_mask"] = False
+        flex_eager_mask = blt.build_model(eager_mask_exp, training=True, device=device).to(torch.bfloat16).train()
     sdpa.load_state_dict(flex.state_dict())
+    flex_eager_mask.load_state_dict(flex.state_dict())
     rows = []
     t0 = time.perf_counter()
     for i, (batch, seq_len) in enumerate([(4, 2048), (4, 1536), (2, 3000), (4, 2048), (3, 1000), (4, 2500)]):
         tokens, lengths = common.text_batch(batch, seq_len, offset=7919 * i)
         tokens, lengths = tokens.to(device), lengths.to(device)
         row = {"batch": batch, "seq_len": seq_len, "patches": int(lengths.shape[1])}
-        for name, model in (("flex", flex), ("sdpa", sdpa)):
+        for name, model in (("flex", flex), ("flex_eager_mask", flex_eager_mask), ("sdpa", sdpa)):
             def step() -> float:
                 model.zero_grad(set_to_none=True)
                 loss = common.loss_of(model(tokens, lengths), tokens)

@@ -31,6 +31,7 @@ from blt.model.masks import MASK_KINDS, MaskDescription
 
 class FlexConfig(AttentionConfig, tag="flex"):
     compile: bool = True    # torch.compile the kernel (uncompiled flex is a slow reference path)
+    compile_block_mask: bool = True  # on CUDA, build each batch's BlockMask with a compiled mask_mod sweep
 
 
 def is_available() -> str | None:
@@ -75,7 +76,13 @@ class FlexAttention:
         def mask_mod(b: torch.Tensor, h: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
             return mask.allowed(b, q, kv)
 
-        return create_block_mask(mask_mod, B, None, Q, K, device=mask.q_pos_BQ.device)
+        device = mask.q_pos_BQ.device
+        # Uncompiled, create_block_mask evaluates mask_mod on the dense (Q, K) grid through vmap for
+        # every batch: on CUDA that costs as much as the attention itself. Compiled, it is one fused
+        # kernel (dynamic sizes after the first new shape). CPU keeps the uncompiled path (forward-only
+        # inference, where a compile per shape would dominate).
+        compiled = self.config.compile_block_mask and device.type == "cuda"
+        return create_block_mask(mask_mod, B, None, Q, K, device=device, _compile=compiled)
 
     def attend(self, q_BHQD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, prepared: Any) -> torch.Tensor:
         # One memory layout for every call (no-ops when already contiguous).
