@@ -241,6 +241,33 @@ def train_flops(cfg_or_experiment: dict[str, Any], n_bytes: int, lengths: torch.
     return 3 * total
 
 
+KERNEL_OPS = {"matmul": ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"),
+              "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu",
+                            "aten::_scaled_dot_product_flash_attention_for_cpu_backward")}
+
+
+def kernel_time(step: Callable[[], Any], steps: int = 2) -> dict[str, float]:
+    """Seconds per step spent inside the matmul and fused-attention kernels (torch.profiler self time).
+
+    Their sum is the step's floor with these kernels: whatever else the step does (norms, SwiGLU,
+    RoPE, gathers, copies) comes on top. ``profiled_step_s`` is the step under the profiler.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    wall = (time.perf_counter() - t0) / steps
+    totals = {name: 0.0 for name in KERNEL_OPS}
+    for event in prof.key_averages():
+        for name, ops in KERNEL_OPS.items():
+            if event.key in ops:
+                totals[name] += event.self_cpu_time_total / 1e6 / steps
+    return dict(totals, profiled_step_s=wall)
+
+
 def write_json(path: str | Path, data: Any) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=2, default=str))

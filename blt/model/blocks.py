@@ -42,6 +42,10 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if can_fuse(x, self.weight):
             return fused_rms_norm(x, self.weight, self.eps)
+        return self.eager(x)
+
+    def eager(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain formula (what ``torch.compile`` fuses)."""
         x32 = x.float()
         normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
         return normed.to(x.dtype) * self.weight
@@ -172,7 +176,7 @@ def _layer_pre_attention(layer: TransformerLayer, x_BTD: torch.Tensor, cos: torc
     """norm -> q, k, v projections -> RoPE on q and k: ``(q, k, v)`` as ``[B, H, T, hd]``."""
     attn = layer.self_attn
     B, T, _ = x_BTD.shape
-    h = layer.input_layernorm(x_BTD)
+    h = layer.input_layernorm.eager(x_BTD)
     q = attn.q_proj(h).view(B, T, attn.heads, attn.head_dim).transpose(1, 2)
     k = attn.k_proj(h).view(B, T, attn.kv_heads, attn.head_dim).transpose(1, 2)
     v = attn.v_proj(h).view(B, T, attn.kv_heads, attn.head_dim).transpose(1, 2)
@@ -183,7 +187,7 @@ def _layer_post_attention(layer: TransformerLayer, x_BTD: torch.Tensor, o_BHTD: 
     """o_proj + residual, then norm -> SwiGLU + residual."""
     B, T, _ = x_BTD.shape
     h = x_BTD + layer.self_attn.o_proj(o_BHTD.transpose(1, 2).reshape(B, T, -1))
-    return h + layer.mlp(layer.post_attention_layernorm(h))
+    return h + layer.mlp(layer.post_attention_layernorm.eager(h))
 
 
 _COMPILED_PARTS: tuple | None = None

@@ -1,5 +1,9 @@
 """``flex``: FlexAttention with BlockMasks built once per batch (``create_block_mask``), compiled.
 
+On CUDA the BlockMask itself is built by a compiled ``create_block_mask`` (``compile_block_mask``,
+on by default): uncompiled, it evaluates ``mask_mod`` over the dense (Q, K) grid for every batch,
+which on an H200 made a flex training step 1.7x slower (bench/results/gpu_flex_check_h200_round2.json).
+
 Every mask kind is supported: the description's rule is the ``mask_mod``. The kernel is compiled
 once per backend instance and device type. On CUDA it is compiled with dynamic sizes: sequence
 lengths and patch counts change from batch to batch and the mask kinds differ in (Q, K), so a
@@ -17,6 +21,7 @@ compiles, which takes tens of seconds).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -81,8 +86,11 @@ class FlexAttention:
         # every batch: on CUDA that costs as much as the attention itself. Compiled, it is one fused
         # kernel (dynamic sizes after the first new shape). CPU keeps the uncompiled path (forward-only
         # inference, where a compile per shape would dominate).
-        compiled = self.config.compile_block_mask and device.type == "cuda"
-        return create_block_mask(mask_mod, B, None, Q, K, device=device, _compile=compiled)
+        if not (self.config.compile_block_mask and device.type == "cuda"):
+            return create_block_mask(mask_mod, B, None, Q, K, device=device)
+        with warnings.catch_warnings():  # torch >= 2.11 calls the flag deprecated in favour of torch.compile(create_block_mask)
+            warnings.filterwarnings("ignore", message=".*_compile flag on create_block_mask", category=DeprecationWarning)
+            return create_block_mask(mask_mod, B, None, Q, K, device=device, _compile=True)
 
     def attend(self, q_BHQD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, prepared: Any) -> torch.Tensor:
         # One memory layout for every call (no-ops when already contiguous).
