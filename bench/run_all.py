@@ -148,17 +148,35 @@ def optimisations_section(res: dict, cmd: str) -> list[str]:
     return lines
 
 
-ANALYSIS = [
-    "Where the time goes (benchmark config, 1 thread, torch.profiler, per-op medians over 5 profiled steps): ~1.24 s"
-    " in matmuls (the same work HF does), ~0.53 s in the windowed CPU flash-attention kernel (forward 0.17 s, backwa"
-    "rd 0.36 s: ~26% of peak on the allowed pairs, and the blocked form computes W + C = 768 keys per query for W ="
-    " 512 allowed), and ~0.5 s of elementwise work (norms, SwiGLU, RoPE, residuals, the window copies). The machine"
-    " is shared: another tenant's job preempts ours in ~45 ms slices that land on random ops, so single-op profiles"
-    " overstate elementwise time; the ratios alternate the two models to share that noise. 2x HF needs a step of ~1"
-    ".9 s; the optimisations table shows what each change buys. `[model] compile = true` (torch.compile of each laye"
-    "r's elementwise halves) buys ~5% more on CPU but costs ~30 s of compilation per process, so it is opt-in.",
-    "",
-]
+def analysis(bench: dict | None) -> list[str]:
+    """Where the step's time goes and what bounds the speedup, from bench_train's kernel profile."""
+    if not bench or "kernel_s" not in bench:
+        return []
+    k_ours, k_hf = bench["kernel_s"]["ours"], bench["kernel_s"]["hf"]
+    t_ours, t_hf = bench["median_step_s"]["ours"], bench["median_step_s"]["hf"]
+    kernels = k_ours["matmul"] + k_ours["attention"]
+    return [
+        f"Where the time goes (benchmark config, 1 thread; `bench_train.py` profiles 2 steps of each model with"
+        f" torch.profiler and sums the kernels' self time): ours spends {k_ours['matmul']:.2f} s per step in matmuls"
+        f" and {k_ours['attention']:.2f} s in the fused CPU flash-attention kernel (forward + backward); HF spends"
+        f" {k_hf['matmul']:.2f} s and {k_hf['attention']:.2f} s. The matmuls are the same work in both (the same"
+        f" linear layers at ~{bench['train_flops_per_step'] / 1e9:.0f} GFLOP per step incl. attention, near the measured matmul peak); the"
+        f" attention differs because ours computes only the blocked sliding window (W + C = 768 keys per query for"
+        f" W = 512) and gathered cross-attention runs, where HF runs dense masked attention.",
+        "",
+        f"**Why 2x is out of reach with these kernels:** HF's median step is {t_hf:.2f} s, so 2x needs {t_hf / 2:.2f} s."
+        f" Our matmul and attention kernels alone take {kernels:.2f} s: a step that did nothing else would be"
+        f" x{bench['kernel_floor_speedup']:.2f} HF. Everything else in our step (norms, SwiGLU, RoPE, residual adds,"
+        f" gathers, the loss) takes {max(0.0, t_ours - kernels):.2f} s. Going further needs a faster windowed"
+        " attention kernel than PyTorch's CPU flash attention (which can only skip work for a plain causal mask, in"
+        " 512-key blocks, so a band of 512 keys costs 768 per query), i.e. a custom C++ kernel; on this shared machine"
+        " elementwise passes also run far below their isolated speed (a 12.6 MB multiply takes ~1.4 ms alone and ~10 ms"
+        " inside a step). What we tried and dropped: row-chunked SwiGLU and norm+SwiGLU+residual (intermediates kept in"
+        " cache; no measurable gain over 8 alternating rounds), batched-matmul cross-attention (3% slower), glibc"
+        " malloc tuning and transparent huge pages (within noise). `[model] compile = true` (torch.compile of each layer's"
+        " elementwise halves) buys ~4% more on CPU but costs ~30 s of compilation per process, so it is opt-in.",
+        "",
+    ]
 
 
 def gpu_section(results_dir: Path) -> list[str]:
@@ -278,7 +296,7 @@ def targets_section(results_dir: Path) -> list[str]:
     if scaling:
         r = scaling["max_doubling_ratio"]
         rows.append(f"| step time linear in length within 15% (per doubling <= 2.30) | max {r:.2f} | {'met' if r <= 2.3 else 'NOT met'} |")
-    return ["## Targets (issue 7)", "", "| target | measured | status |", "|---|---|---|", *rows, "", *ANALYSIS]
+    return ["## Targets (issue 7)", "", "| target | measured | status |", "|---|---|---|", *rows, "", *analysis(bench)]
 
 
 def main() -> None:

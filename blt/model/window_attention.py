@@ -37,8 +37,10 @@ def _fold(grad_wHKD: torch.Tensor, C: int, m: int) -> torch.Tensor:
     """Adjoint of :func:`_window_view`: ``[W + windows C, H, D]`` buffer gradient (``m`` strided adds)."""
     windows, H, _, D = grad_wHKD.shape
     grad_wmCHD = grad_wHKD.transpose(1, 2).reshape(windows, m, C, H, D)
-    out = grad_wHKD.new_zeros(windows + m - 1, C, H, D)
-    for j in range(m):
+    out = grad_wHKD.new_empty(windows + m - 1, C, H, D)
+    out[:windows].copy_(grad_wmCHD[:, 0])  # the first chunk initialises, the rest accumulate
+    out[windows:].zero_()
+    for j in range(1, m):
         out[j:j + windows] += grad_wmCHD[:, j]
     return out.view((windows + m - 1) * C, H, D)
 
