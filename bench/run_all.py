@@ -159,7 +159,7 @@ def analysis(bench: dict | None) -> list[str]:
         f"Where the time goes (benchmark config, 1 thread; `bench_train.py` profiles 2 steps of each model with"
         f" torch.profiler and sums the kernels' self time): ours spends {k_ours['matmul']:.2f} s per step in matmuls"
         f" and {k_ours['attention']:.2f} s in the fused CPU flash-attention kernel (forward + backward); HF spends"
-        f" {k_hf['matmul']:.2f} s and {k_hf['attention']:.2f} s. The matmuls are the same work in both (the same"
+        f" {k_hf['matmul']:.2f} s and {k_hf['attention']:.2f} s. The linear layers are the same in both (the same"
         f" linear layers at ~{bench['train_flops_per_step'] / 1e9:.0f} GFLOP per step incl. attention, near the measured matmul peak); the"
         f" attention differs because ours computes only the blocked sliding window (W + C = 768 keys per query for"
         f" W = 512) and gathered cross-attention runs, where HF runs dense masked attention.",

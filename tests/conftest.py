@@ -32,3 +32,28 @@ def registry():
     import blt
 
     return blt.make_registry(autoload=False)
+
+
+# Generation tests (test_generate*.py): one thread, and two tiny entropy models on disk.
+@pytest.fixture(scope="module")
+def one_thread():
+    """Single-query steps are tiny: one thread avoids oversubscription on shared CPUs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def entropy_files(tmp_path_factory):
+    from blt.entropy import CNNEntropyConfig, CNNEntropyModel, TransformerEntropyConfig, TransformerEntropyModel, save_entropy_model
+
+    root = tmp_path_factory.mktemp("entropy")
+    torch.manual_seed(7)
+    transformer = TransformerEntropyModel(TransformerEntropyConfig(dim=16, layers=2, heads=2, ffn_dim=32, window=4))
+    cnn = CNNEntropyModel(CNNEntropyConfig(dim=8, hidden=16, mlp_layers=2))
+    with torch.no_grad():
+        transformer.lm_head.weight.mul_(20)
+        cnn.lm_head.weight.mul_(20)
+    return {"entropy": save_entropy_model(transformer, root / "transformer.safetensors"),
+            "cnn_entropy": save_entropy_model(cnn, root / "cnn.safetensors")}
