@@ -47,10 +47,22 @@ def test_sources_text_jsonl_directories_and_split(tmp_path):
     held = list(iter_documents(cfg, "heldout"))
     ids = [i for i, _ in train + held]
     assert len(ids) == len(set(ids)) == 31  # 1 text + 30 jsonl; whitespace-only and hidden files skipped
-    assert held and all(b"never read" not in t for _, t in train + held)
+    assert all(b"never read" not in t for _, t in train + held)
+    # The split hashes ids relative to the source entry: fixed whatever the temporary directory is called.
+    assert sorted(int(i.rsplit(":", 1)[1]) for i, _ in held) == [2, 3, 4, 16]
     explicit = DataConfig(source=str(d / "a.txt"), heldout=[str(d / "c.jsonl.gz")], text_field="body")
     assert [i for i, _ in iter_documents(explicit, "train")] == [f"{d / 'a.txt'}#0"]
     assert len(list(iter_documents(explicit, "heldout"))) == 30
+
+
+def test_split_survives_moving_the_corpus(tmp_path):
+    d = _files(tmp_path)
+    before = [i.rsplit("/", 1)[1] for i, _ in iter_documents(DataConfig(source=str(d), text_field="body"), "heldout")]
+    moved = d.rename(tmp_path / "elsewhere")
+    after = [i.rsplit("/", 1)[1] for i, _ in iter_documents(DataConfig(source=str(moved), text_field="body"), "heldout")]
+    assert before == after and before
+    single = [i for i, _ in iter_documents(DataConfig(source=str(moved / "c.jsonl.gz"), text_field="body"), "heldout")]
+    assert [i.rsplit("/", 1)[1] for i in single] == before  # a file named directly: keyed by its file name
 
 
 def test_bad_sources_are_clear_errors(tmp_path, space):

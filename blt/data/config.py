@@ -16,7 +16,8 @@ class DataConfig(Config):
     files (``.jsonl``/``.jsonl.gz``, one document per line in ``text_field``) or directories
     (walked recursively, sorted, hidden files skipped).
     ``heldout``: held-out source for BPB; ``None`` means the built-in held-out split for
-    ``"builtin"`` and, for paths, every document whose id hashes to 0 mod 10 (the same rule).
+    ``"builtin"`` and, for paths, every document whose id hashes to 0 mod 10 (the same rule), the id
+    naming its file relative to the source entry (so the split survives moving the corpus).
     ``seq_len``: bytes per row (the model sees ``seq_len`` inputs and ``seq_len`` targets).
     ``batch_size``: rows per micro-batch, global over all ranks (must divide by the world size).
     ``patches``: ``"cached"`` computes each document's patch lengths once and stores them on

@@ -19,7 +19,10 @@ from blt.core.errors import InputError
 from blt.data.config import DataConfig
 
 TEXT_PIECE_BYTES = 1 << 20
-HELDOUT_MODULUS = 10  # a path document is held out iff sha256(id) % 10 == 0 (the built-in rule)
+# A file document is held out iff sha256(split key) % 10 == 0 (the built-in rule). The split key is
+# the document id with the file named relative to the source entry that found it (its path inside a
+# source directory, or its file name): the split does not change when the corpus moves.
+HELDOUT_MODULUS = 10
 
 
 class DataError(InputError):
@@ -36,16 +39,21 @@ def is_builtin(source: str | list[str] | None) -> bool:
 
 def expand_files(source: str | list[str]) -> list[Path]:
     """Every file named by ``source`` (directories walked recursively, sorted); missing paths fail."""
-    files: list[Path] = []
+    return [path for path, _ in _expand_with_names(source)]
+
+
+def _expand_with_names(source: str | list[str]) -> list[tuple[Path, str]]:
+    """``(path, name)`` per file: ``name`` is the path inside its source directory, or the file's name."""
+    files: list[tuple[Path, str]] = []
     for raw in as_paths(source):
         path = Path(raw).expanduser()
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not found:
                 raise DataError(f"corpus directory {path} contains no files; put .txt or .jsonl files in it")
-            files.extend(found)
+            files.extend((p, p.relative_to(path).as_posix()) for p in found)
         elif path.is_file():
-            files.append(path)
+            files.append((path, path.name))
         else:
             raise DataError(f"corpus path does not exist: {path} (set [data] source to existing files or directories, or \"builtin\")")
     return files
@@ -98,12 +106,13 @@ def held_out(doc_id: str) -> bool:
     return int(hashlib.sha256(doc_id.encode("utf-8", errors="surrogateescape")).hexdigest(), 16) % HELDOUT_MODULUS == 0
 
 
-def _iter_paths(source: str | list[str], fmt: str, text_field: str) -> Iterator[tuple[str, bytes]]:
-    for path in expand_files(source):
-        if file_format(path, fmt) == "jsonl":
-            yield from _iter_jsonl_file(path, text_field)
-        else:
-            yield from _iter_text_file(path)
+def _iter_paths(source: str | list[str], fmt: str, text_field: str) -> Iterator[tuple[str, str, bytes]]:
+    """``(doc_id, split_key, data)``: the split key names the file relative to its source entry."""
+    for path, name in _expand_with_names(source):
+        docs = _iter_jsonl_file(path, text_field) if file_format(path, fmt) == "jsonl" else _iter_text_file(path)
+        prefix = len(str(path))
+        for doc_id, data in docs:
+            yield doc_id, name + doc_id[prefix:], data
 
 
 def iter_documents(config: DataConfig, split: str) -> Iterator[tuple[str, bytes]]:
@@ -136,10 +145,10 @@ def _raw(source: str | list[str], config: DataConfig, split: str | None) -> Iter
             yield doc.id, doc.text.encode("utf-8", errors="surrogateescape")
         return
     explicit_heldout = config.heldout is not None
-    for doc_id, data in _iter_paths(source, config.format, config.text_field):
+    for doc_id, split_key, data in _iter_paths(source, config.format, config.text_field):
         if split is None or explicit_heldout:
             yield doc_id, data
-        elif held_out(doc_id) == (split == "heldout"):
+        elif held_out(split_key) == (split == "heldout"):
             yield doc_id, data
 
 
