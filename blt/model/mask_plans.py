@@ -8,7 +8,7 @@ shapes admit an exact form that skips the disallowed work:
 - **sliding window** (self-attention, window ``W`` much shorter than ``T``, optional documents):
   queries are cut into blocks of ``C`` positions (``C`` divides ``W``); block ``i`` attends only to
   the ``W + C`` keys ``[iC - W, iC + C)``, with a small ``[B, n, C, W + C]`` boolean mask. Work and
-  memory are O(T W), not O(T^2).
+  memory are O(T W), not O(T^2). The attention itself is :mod:`blt.model.window_attention`.
 - **key runs** (cross-attention, no documents, key positions sorted along each row): the keys a
   query may read form one contiguous run ``kv_pos in (q_pos - W, q_pos]``. When every run is short
   (a patch's bytes, or a patch's k slots), the run's keys are gathered per query and the softmax
