@@ -8,9 +8,10 @@ tensor), saves only ``x`` and the per-row ``r``, and in backward computes
 
     xhat = x r,  gw = g w,  dx = r (gw - xhat mean(gw xhat)),  dw = sum_rows(g xhat)
 
-in five full-size passes (out of place under ``create_graph``, so double backward works). It serves float32/float64 inputs whose weight has the same dtype;
-:class:`blt.model.blocks.RMSNorm` keeps the eager formula for every other case (half precision,
-mixed dtypes), so results and dtype promotion never change.
+in five full-size passes (out of place under ``create_graph``, so double backward works). It
+serves float32/float64 inputs whose weight has the same dtype; :class:`blt.model.blocks.RMSNorm`
+keeps the eager formula for every other case (half precision, mixed dtypes), so dtype promotion
+never changes. float64 inputs get float64 statistics (the eager formula computes them in float32).
 """
 
 from __future__ import annotations
