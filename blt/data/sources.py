@@ -73,19 +73,21 @@ def _open_text(path: Path):
 
 
 def _iter_text_file(path: Path) -> Iterator[tuple[str, bytes]]:
+    """``(suffix, data)`` per piece: the suffix ``#index`` follows the file's name in a document id."""
     piece, size, index = [], 0, 0
     with _open_text(path) as fh:
         for line in fh:
             piece.append(line)
             size += len(line)
             if size >= TEXT_PIECE_BYTES:
-                yield f"{path}#{index}", b"".join(piece)
+                yield f"#{index}", b"".join(piece)
                 piece, size, index = [], 0, index + 1
     if piece:
-        yield f"{path}#{index}", b"".join(piece)
+        yield f"#{index}", b"".join(piece)
 
 
 def _iter_jsonl_file(path: Path, text_field: str) -> Iterator[tuple[str, bytes]]:
+    """``(suffix, data)`` per record: the suffix ``:line`` follows the file's name in a document id."""
     with _open_text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
@@ -99,7 +101,7 @@ def _iter_jsonl_file(path: Path, text_field: str) -> Iterator[tuple[str, bytes]]
             text = record[text_field]
             if not isinstance(text, str):
                 raise DataError(f"{path}:{line_no}: field {text_field!r} is {type(text).__name__}, expected a string")
-            yield f"{path}:{line_no}", text.encode("utf-8", errors="surrogateescape")
+            yield f":{line_no}", text.encode("utf-8", errors="surrogateescape")
 
 
 def held_out(doc_id: str) -> bool:
@@ -110,9 +112,8 @@ def _iter_paths(source: str | list[str], fmt: str, text_field: str) -> Iterator[
     """``(doc_id, split_key, data)``: the split key names the file relative to its source entry."""
     for path, name in _expand_with_names(source):
         docs = _iter_jsonl_file(path, text_field) if file_format(path, fmt) == "jsonl" else _iter_text_file(path)
-        prefix = len(str(path))
-        for doc_id, data in docs:
-            yield doc_id, name + doc_id[prefix:], data
+        for suffix, data in docs:
+            yield f"{path}{suffix}", name + suffix, data
 
 
 def iter_documents(config: DataConfig, split: str) -> Iterator[tuple[str, bytes]]:
