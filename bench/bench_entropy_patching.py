@@ -37,7 +37,7 @@ def blt_step(tokens: torch.Tensor, lengths: torch.Tensor):
     """A training step of the default small BLT (``blt.build_model``), or None with the reason."""
     try:
         import blt
-        from blt.core.experiment import load_experiment
+        from blt.experiment import load_experiment
 
         config, registry = load_experiment({})
         model = blt.build_model(config, registry=registry)

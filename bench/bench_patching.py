@@ -42,7 +42,7 @@ def train_step_fn(experiment: dict, tokens: torch.Tensor, lengths: torch.Tensor)
 
 def run(quick: bool, repeats: int, threads: int) -> dict:
     import blt
-    from blt.core.experiment import load_experiment
+    from blt.experiment import load_experiment
 
     torch.set_num_threads(threads)
     registry = blt.make_registry(autoload=False)

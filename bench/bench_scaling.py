@@ -66,7 +66,7 @@ def measure(model: torch.nn.Module, timer: ComponentTimer, cfg: dict, n: int, pa
         split["head_and_loss"] = (t1 - t0) - sum(split.values())
         splits.append(split)
     i = sorted(range(repeats), key=lambda j: times[j])[repeats // 2]
-    from blt.core.experiment import load_experiment
+    from blt.experiment import load_experiment
     from blt.flops import blt_forward_flops
 
     exp, _ = load_experiment(common.experiment(cfg))

@@ -229,7 +229,7 @@ def matmul_peak(n: int = 2048, repeats: int = 7) -> float:
 
 def train_flops(cfg_or_experiment: dict[str, Any], n_bytes: int, lengths: torch.Tensor) -> float:
     """Training FLOPs of one step (3 x forward, blt.flops) summed over the rows of ``lengths``."""
-    from blt.core.experiment import load_experiment
+    from blt.experiment import load_experiment
     from blt.flops import blt_forward_flops
 
     exp = cfg_or_experiment if "model" in cfg_or_experiment else experiment(cfg_or_experiment)

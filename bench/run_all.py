@@ -285,7 +285,7 @@ def targets_section(results_dir: Path) -> list[str]:
                     f"(HF {pct(wide['mfu']['hf'])}) | speedup {'met' if wide['speedup_median_of_ratios'] >= 2 else 'NOT met'}, "
                     f"MFU {'met' if wide['mfu']['ours'] >= 0.55 else 'NOT met'} |")
     if patching:
-        from blt.core.experiment import load_experiment
+        from blt.experiment import load_experiment
 
         default_kind = load_experiment({})[0].patcher.kind
         share = patching["patchers"][default_kind]["default"]["fraction_of_step_batch"]

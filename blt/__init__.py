@@ -14,7 +14,8 @@ from blt.core.registry import Registry, make_registry
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build_model": ("blt.model.build", "build_model"),
+    "build_model": ("blt.experiment", "build_model"),
+    "load_experiment": ("blt.experiment", "load_experiment"),
     "tokens": ("blt.tokens", None),
     "testing": ("blt.testing", None),
     "interop": ("blt.interop", None),

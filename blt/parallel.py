@@ -87,7 +87,7 @@ def wrap_model(model: torch.nn.Module, mode: str, info: DistInfo) -> torch.nn.Mo
     if mode == "none":
         return model
     if not info.distributed:
-        raise ConfigError(f"$.train.parallel: {mode!r} needs a process group; start the run with torchrun --nproc-per-node N")
+        raise ConfigError(f"$.run.parallel: {mode!r} needs a process group; start the run with torchrun --nproc-per-node N")
     if mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel
 
@@ -102,7 +102,7 @@ def wrap_model(model: torch.nn.Module, mode: str, info: DistInfo) -> torch.nn.Mo
                         fully_shard(layer)
         fully_shard(model)  # the rest (embeddings, projections, head) as one unit
         return model
-    raise ConfigError(f"$.train.parallel: unknown mode {mode!r}; expected auto, none, ddp or fsdp")
+    raise ConfigError(f"$.run.parallel: unknown mode {mode!r}; expected auto, none, ddp or fsdp")
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -117,14 +117,6 @@ def all_reduce_sum(values: list[float], device: torch.device | None = None) -> l
     t = torch.tensor(values, dtype=torch.float64, device=device or "cpu")
     dist.all_reduce(t)
     return t.tolist()
-
-
-def broadcast_object(obj: Any) -> Any:
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 # --- distributed checkpoint helpers (DCP works without a process group in one process) ---

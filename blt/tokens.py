@@ -43,8 +43,3 @@ def decode(ids: torch.Tensor | Iterable[int]) -> bytes:
         flat = flat[flat >= OFFSET] - OFFSET
         return bytes(flat.to(torch.uint8).tolist())
     return bytes(i - OFFSET for i in ids if i >= OFFSET)
-
-
-def decode_text(ids: torch.Tensor | Iterable[int]) -> str:
-    """Decode to text, replacing invalid UTF-8."""
-    return decode(ids).decode("utf-8", errors="replace")

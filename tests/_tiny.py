@@ -14,8 +14,8 @@ TINY: dict[str, Any] = {
     "decoder": {"kind": "cross_attention", "layers": 1, "heads": 2, "ffn_dim": 64, "window": 32, "k": 2, "cross_heads": 2},
     "attention": {"kind": "sdpa"},
     "data": {"source": "builtin", "builtin_sources": ["kjv"], "max_documents": 40, "seq_len": 64, "batch_size": 4},
-    "train": {"lr": 3e-3, "warmup": 2, "steps": 12, "eval_every": 6, "eval_bytes": 1024, "log_every": 1,
-              "checkpoint_every": 4, "progress": False},
+    "train": {"lr": 3e-3, "warmup": 2, "steps": 12, "eval_every": 6, "eval_bytes": 1024, "checkpoint_every": 4},
+    "run": {"log_every": 1, "progress": False},
 }
 
 
@@ -23,7 +23,7 @@ def tiny(**sections: dict[str, Any]) -> dict[str, Any]:
     """``TINY`` with per-section field updates, e.g. ``tiny(train={"steps": 3})``."""
     out = copy.deepcopy(TINY)
     for name, fields in sections.items():
-        if name in ("patcher", "encoder", "decoder", "attention") and "kind" in fields:
+        if name in ("model", "patcher", "encoder", "decoder", "attention") and "kind" in fields:
             out[name] = dict(fields)
         else:
             out.setdefault(name, {}).update(fields)

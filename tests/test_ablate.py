@@ -18,9 +18,10 @@ pytestmark = pytest.mark.slow
 def _ablation_file(path, budget=1.2e9, **variant_overrides):
     base = tiny()
     base["train"].pop("steps")
-    base["train"].update({"eval_points": 2, "checkpoint_every": 2, "log_every": 1})
+    base["train"].update({"eval_points": 2, "checkpoint_every": 2})
+    base["run"].update({"log_every": 1})
     variants = {"strided4": {"patcher": {"kind": "strided", "patch_size": 4}},
-                "byte_lm": {"patcher": {"kind": "byte"}, "baseline": {"kind": "byte"}}}
+                "byte_lm": {"patcher": {"kind": "byte"}, "model": {"kind": "byte", "d_global": 32, "global_layers": 1, "global_heads": 2}}}
     variants.update(variant_overrides)
     return write_toml(path, {"base": base, "budget": {"train_flops": budget}, "variants": variants})
 

@@ -1,4 +1,4 @@
-"""Causality: editing byte t never changes the logits at positions < t (API.md, BLT_NOTES §8.7).
+"""Causality: editing byte t never changes the logits at positions < t.
 
 The edited sequence is re-patched by an incremental patcher (``space``, ``strided``), so patch
 boundaries before t are unchanged while those from t on may move.

@@ -21,8 +21,8 @@ def _losses(out):
 
 
 def _run(root, cache, name, parallel, nproc):
-    config = write_toml(root / f"{name}.toml", tiny(train={"steps": STEPS, "parallel": parallel, "eval_every": 0,
-                                                           "checkpoint_every": 2, "eval_bytes": 512}))
+    config = write_toml(root / f"{name}.toml", tiny(train={"steps": STEPS, "eval_every": 0, "checkpoint_every": 2,
+                                                                  "eval_bytes": 512}, run={"parallel": parallel}))
     out = root / name
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)] \
         if nproc > 1 else [sys.executable]

@@ -1,4 +1,4 @@
-"""The entropy patch rules with given entropies: API.md / BLT_NOTES §6 examples, exactly, plus properties."""
+"""The entropy patch rules with given entropies: the reference's worked examples, exactly, plus properties."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_relative_position_two_always_starts(registry, kind):
 
 
 def test_max_patch_length_split(registry, kind):
-    # Lengths [1, 9, 4] before splitting -> [1, 4, 4, 1, 4] with m = 4 (BLT_NOTES §4.5 / §6).
+    # Lengths [1, 9, 4] before splitting -> [1, 4, 4, 1, 4] with m = 4 (split left to right).
     e = torch.zeros(14)
     e[9] = 5.0  # position 10 starts
     out = build(registry, kind, threshold=1.0, max_patch_length=4).patch(tokens_like(e), entropies=e)
@@ -128,3 +128,13 @@ def test_given_entropies_properties(registry, data, rule, m, inc):
         for i in range(N + 1):
             pre = p.patch(tokens_like(e[b, :i]), entropies=e[b, :i]).starts()
             assert pre.tolist() == [s for s in want if s < i]
+
+
+def test_float64_entropies_compare_in_float64(registry, kind):
+    # 1 + 1e-9 rounds to 1.0 in float32; read exactly it is > 1.0, so position 2 starts a patch.
+    e = torch.tensor([0.0, 1.0 + 1e-9, 0.0, 1.0, 0.0], dtype=torch.float64)
+    out = build(registry, kind, threshold=1.0).patch(tokens_like(e), entropies=e)
+    assert out.lengths.tolist() == [1, 1, 3]
+    assert out.scores.dtype == torch.float64 and torch.equal(out.scores, e)
+    rel = torch.tensor([0.0, 1.0, 1.0 + 0.5 + 1e-9, 0.0], dtype=torch.float64)
+    assert build(registry, kind, relative_threshold=0.5).patch(tokens_like(rel), entropies=rel).lengths.tolist() == [1, 1, 1, 1]

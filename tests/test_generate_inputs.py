@@ -116,7 +116,7 @@ def test_unsupported_component_refused_with_a_clear_message(registry, entropy_fi
 
 
 def export(tmp_path, registry, patcher: dict, seq_len: int = 64):
-    from blt.core.experiment import load_experiment
+    from blt.experiment import load_experiment
     from blt.train.trainer import export_weights
 
     data = {**model_config("cross_attention", "cross_attention"), "patcher": patcher, "data": {"seq_len": seq_len}}

@@ -1,4 +1,4 @@
-"""Hash n-gram embeddings reproduce the reference exactly (BLT_NOTES §7 test vectors)."""
+"""Hash n-gram embeddings reproduce the reference exactly (its test vectors)."""
 
 from __future__ import annotations
 

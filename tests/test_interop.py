@@ -4,7 +4,8 @@ A randomly initialised small ``transformers.BltForCausalLM`` is converted with
 ``blt.interop.from_transformers`` / ``load_hf_checkpoint``; on real text (a held-out KJV chapter and
 Tang poems from the built-in corpus) the converted model's float32 logits equal the port's within
 1e-4 with the port's own patch lengths, and the converted entropy patcher reproduces those lengths.
-The port is always run with ``use_cache=False`` (HF_PORT_NOTES §8) and eager attention.
+The port is always run with ``use_cache=False`` (its cache crashes or diverges from uncached output
+in transformers 5.23) and eager attention.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Mask descriptions agree with the rules written out position by position (BLT_NOTES §9-§13)."""
+"""Mask descriptions agree with the rules written out position by position."""
 
 from __future__ import annotations
 

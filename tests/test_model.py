@@ -166,7 +166,7 @@ def test_flash_unavailable_reason(registry):
 def test_static_lengths_feed_the_model_directly(registry):
     """strided cuts from 0 (first patch = BOS + 3 bytes); the model splits BOS off itself, which
     gives exactly the logits of lengths already split by hand."""
-    from blt.core.experiment import load_experiment
+    from blt.experiment import load_experiment
     from blt.model.layout import split_first_patch
 
     cfg, reg = load_experiment({"patcher": {"kind": "strided", "patch_size": 4}}, registry)

@@ -1,4 +1,4 @@
-"""The rule-based patchers against API.md and BLT_NOTES §4-§6, worked by hand."""
+"""The rule-based patchers against the documented rules, worked by hand."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_one_and_two_dimensional_inputs_agree_and_ragged_rows_are_zero_padded(re
 
 
 def test_max_patch_length_splits_left_to_right(registry):
-    # "abcdefgh ijk" patches as [1, 9, 4] with space; m = 4 gives BLT_NOTES §6's [1, 4, 4, 1, 4].
+    # "abcdefgh ijk" patches as [1, 9, 4] with space; m = 4 gives [1, 4, 4, 1, 4] (the reference's worked example).
     assert lengths(registry, "space", "abcdefgh ijk") == [1, 9, 4]
     assert lengths(registry, {"kind": "space", "max_patch_length": 4}, "abcdefgh ijk") == [1, 4, 4, 1, 4]
     assert lengths(registry, {"kind": "strided", "patch_size": 9, "max_patch_length": 4}, torch.ones(9, dtype=torch.long)) == [4, 4, 1]

@@ -108,7 +108,7 @@ def test_configs_from_dicts_strings_and_structs(registry):
 
 
 def test_experiment_file_block_and_unknown_kind(tmp_path):
-    from blt.core.experiment import load_experiment
+    from blt.experiment import load_experiment
 
     path = tmp_path / "exp.toml"
     path.write_text('[plugins]\nblock = ["blt.plugins.patchers.bpe"]\n\n[patcher]\nkind = "bpe"\n')

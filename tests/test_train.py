@@ -10,7 +10,7 @@ import torch
 from _tiny import tiny
 
 from blt.cli.main import main
-from blt.core.experiment import load_experiment
+from blt.experiment import load_experiment
 from blt.train.objective import bits_per_byte, cross_entropy_sum, lr_at
 from blt.train.trainer import train
 

@@ -1,26 +1,27 @@
-"""``[baseline]``: which model family an experiment trains.
-
-- ``"none"`` (default): the BLT model from ``blt.build_model`` (patcher, encoder, global
-  transformer, decoder).
-- ``"byte"``: the byte-level transformer: a byte embedding, the global trunk shape (``[model]
-  d_global``, ``global_layers``, ...) run on every byte, and a 260-way softmax. No local stacks,
-  no patches: every byte is a step of the big model. (A BLT with the ``byte`` patcher is close but
-  keeps at least one local layer on each side, so it is not the plain baseline.)
-- ``"bpe_token"``: a token-level transformer on the tokens of the ``bpe`` patcher's tokenizer: a
-  token embedding, the same global trunk shape (``[model] d_global``, ``global_layers``,
-  ``global_heads``...) and a softmax over the BPE vocabulary. It reads the same byte rows as BLT
-  and reports bits per byte (token cross-entropy over the bytes its target tokens cover).
-"""
+"""The config shared by the token-level transformer baselines (``[model] kind = "byte"`` and
+``"bpe_token"``): the global trunk's shape, with the same field names as the BLT's ``[model]``
+table so a baseline can match a BLT's trunk field for field."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated
 
-from blt.core.config import Config
+from msgspec import Meta
+
+from blt.core.config import ModelConfig, PositiveInt
+from blt.model.config import InitStdFactor
 
 
-class BaselineConfig(Config):
-    kind: Literal["none", "byte", "bpe_token"] = "none"
+class TokenLMConfig(ModelConfig):
+    d_global: PositiveInt = 128
+    global_layers: PositiveInt = 2
+    global_heads: PositiveInt = 4
+    global_kv_heads: PositiveInt | None = None
+    global_ffn: PositiveInt | None = None   # None: int(8 d / 3) rounded up to a multiple of 256
+    rope_theta: Annotated[float, Meta(gt=0)] = 10000.0
+    norm_eps: Annotated[float, Meta(gt=0)] = 1e-5
+    init_std_factor: InitStdFactor = "disabled"
+    compile: bool = False
 
 
-__all__ = ["BaselineConfig"]
+__all__ = ["TokenLMConfig"]

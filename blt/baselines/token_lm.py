@@ -12,7 +12,8 @@ BPE tokens of that fragment. Token ``i`` predicts token ``i + 1``; the targets c
 ``1..N`` exactly, so bits per byte use the same target bytes as the byte-level models:
 ``BPB = sum CE(target tokens) / ln 2 / bytes covered (pad excluded)``.
 
-Shapes: ``forward(tokens_BN, patch_lengths_BP, targets_BN) -> (ce_sum 0-dim, n_bytes int)``.
+Shapes: ``forward(tokens_BN, patch_lengths_BP, targets_BN) -> (ce_sum 0-dim, n_bytes int)`` (the model
+family's contract); without targets the byte-level form returns byte logits ``[B, N, 260]``.
 Attention is causal within EOS-delimited documents (the global trunk's ``patch_block_causal``
 mask), computed by the experiment's attention backend, as in BLT.
 """
@@ -25,18 +26,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blt.core.errors import InputError
 from blt.model.attention import bind
 from blt.model.blocks import RMSNorm, trunc_normal_
-from blt.model.config import ModelConfig
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
 from blt.model.masks import PATCH_BLOCK_CAUSAL, MaskDescription
 from blt.tokens import EOS_ID, OFFSET, PAD_ID, VOCAB_SIZE
 
 
-class TokenLM(nn.Module):
-    loss_sum = True  # forward returns (ce_sum, n_bytes) instead of byte logits
+def check_token_lm_attention(experiment: Any, registry: Any, *, training: bool, device: Any) -> None:
+    """The trunk's one mask (causal within documents) must be served by the chosen backend."""
+    from blt.model.build import check_attention
 
-    def __init__(self, config: ModelConfig, tokenizer: Any | None, attention: Any) -> None:
+    check_attention(experiment, registry, training=training, device=torch.device(device or "cpu"),
+                    needs={PATCH_BLOCK_CAUSAL: "token transformer"})
+
+
+class TokenLM(nn.Module):
+    def __init__(self, config: Any, tokenizer: Any | None, attention: Any) -> None:
         super().__init__()
         self.attention = attention  # an attention backend (blt.model.attention), as BLT's trunk uses
         from blt.plugins.patchers.bpe import BYTE_TO_CHAR
@@ -99,7 +106,21 @@ class TokenLM(nn.Module):
             bytes_BT[b, : len(nb)] = torch.tensor(nb)
         return ids_BT.to(row_BN1.device), bytes_BT.to(row_BN1.device)
 
-    def forward(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor, targets_BN: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def flops(self, n_bytes: float, avg_patch_size: float, attention: str = "causal") -> dict[str, float]:
+        """Forward FLOPs of one row: the trunk over ``T`` tokens (``N / a`` BPE tokens of ``a`` bytes,
+        ``N`` for bytes) and the output head ``2 T D V``."""
+        from blt.flops import layers_flops, linear_flops
+
+        T = float(n_bytes) if self.tokenizer is None else float(n_bytes) / avg_patch_size
+        return {"global": layers_flops(self.layers, T, None, attention), "head": linear_flops(T, self.head)}
+
+    def forward(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor,
+                targets_BN: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, int]:
+        if targets_BN is None:
+            if self.tokenizer is not None:
+                raise InputError("the bpe_token transformer scores rows of BPE tokens, it has no byte logits: call "
+                                 "model(tokens, patch_lengths, targets) for (summed cross-entropy, target bytes)")
+            return self.logits(tokens_BN).float()
         row_BN1 = torch.cat([tokens_BN, targets_BN[:, -1:]], dim=1)  # the last target is the row's last position
         if self.tokenizer is None:
             ids_BT, bytes_BT = row_BN1, (row_BN1 != PAD_ID).long()

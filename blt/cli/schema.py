@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import blt
     from blt.core.errors import InputError
-    from blt.core.experiment import experiment_schema
+    from blt.experiment import experiment_schema
 
     text = json.dumps(experiment_schema(blt.make_registry()), indent=2, sort_keys=True)
     if args.out is None:

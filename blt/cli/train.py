@@ -9,13 +9,13 @@ HELP = "train an experiment from a TOML config (torchrun-ready; resumes by defau
 DESCRIPTION = (
     "Train the experiment in CONFIG. Checkpoints go to OUT/checkpoints; rerunning the same command "
     "resumes from the latest one and continues exactly. Start several processes with "
-    "`torchrun --nproc-per-node N -m blt train CONFIG` for DDP or FSDP2 ([train] parallel)."
+    "`torchrun --nproc-per-node N -m blt train CONFIG` for DDP or FSDP2 ([run] parallel)."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="experiment TOML/JSON file (e.g. blt/configs/experiments/tiny.toml)")
-    parser.add_argument("--out", help="run directory (default: [train] out_dir)")
+    parser.add_argument("--out", help="run directory (default: [run] out_dir)")
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                         help="continue from OUT's latest checkpoint (default); --no-resume starts afresh")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_with_overrides(path: str, overrides: list[str]):
     from blt.core.config import read_config_file
     from blt.cli.overrides import parse_overrides
-    from blt.core.experiment import load_experiment, with_overrides
+    from blt.experiment import load_experiment, with_overrides
 
     data = with_overrides(read_config_file(path), parse_overrides(overrides))
     return load_experiment(data)

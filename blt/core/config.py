@@ -50,6 +50,10 @@ class DecoderConfig(ComponentConfig, frozen=True, forbid_unknown_fields=True, kw
     """Base of local decoder configs."""
 
 
+class ModelConfig(ComponentConfig, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="kind"):
+    """Base of whole-model configs (the ``[model]`` table: ``blt`` or a baseline)."""
+
+
 class AttentionConfig(ComponentConfig, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="kind"):
     """Base of attention backend configs."""
 
@@ -78,10 +82,6 @@ def convert(data: Any, type_: type[T], path: str = "$") -> T:
         return msgspec.convert(data, type_, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(validation_message(exc, path)) from None
-
-
-def to_builtins(config: Any) -> Any:
-    return msgspec.to_builtins(config)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 if TYPE_CHECKING:
-    from blt.core.specs import AttentionSpec, DecoderSpec, EncoderSpec, PatcherSpec
+    from blt.core.specs import AttentionSpec, DecoderSpec, EncoderSpec, ModelSpec, PatcherSpec
 
 
 @hookspec
@@ -39,3 +39,8 @@ def blt_register_decoders() -> Iterable[DecoderSpec]:
 @hookspec
 def blt_register_attention() -> Iterable[AttentionSpec]:
     """Return the attention backends this plugin provides."""
+
+
+@hookspec
+def blt_register_models() -> Iterable[ModelSpec]:
+    """Return the whole models this plugin provides (BLT, baselines, other architectures)."""

@@ -39,7 +39,8 @@ class Patches:
 
 @runtime_checkable
 class Patcher(Protocol):
-    """What every patcher provides (see API.md)."""
+    """What every patcher provides: ``patch(tokens, include_next_token=False, entropies=None)``
+    returning :class:`Patches`, and ``incremental``."""
 
     incremental: bool
 

@@ -38,6 +38,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "blt.plugins.attention.sdpa",
     "blt.plugins.attention.flex",
     "blt.plugins.attention.flash",
+    "blt.plugins.models.blt",
+    "blt.plugins.models.byte",
+    "blt.plugins.models.bpe_token",
 )
 
 ENV_DISABLE_AUTOLOAD = "BLT_DISABLE_PLUGIN_AUTOLOAD"
@@ -71,6 +74,7 @@ class Registry:
     encoders: Mapping[str, Any]
     decoders: Mapping[str, Any]
     attention: Mapping[str, Any]
+    models: Mapping[str, Any]
     provenance: Mapping[tuple[str, str], Provenance]
     blocked: tuple[str, ...] = ()
 
@@ -82,7 +86,7 @@ class Registry:
     def spec(self, family: str, kind: str, *, path: str = "$") -> Any:
         table = self.family(family)
         if kind not in table:
-            raise ConfigError(f"{path}.kind: unknown {family[:-1] if family != 'attention' else 'attention'} kind {kind!r}; {suggest(kind, list(table))}")
+            raise ConfigError(f"{path}.kind: unknown {singular(family)} kind {kind!r}; {suggest(kind, list(table))}")
         return table[kind]
 
     def config(self, family: str, data: Any, *, path: str | None = None) -> ComponentConfig:
@@ -139,7 +143,7 @@ class Registry:
                     if spec.name in tables[family]:
                         other = provenance[(family, spec.name)]
                         raise PluginError(
-                            f"duplicate {family[:-1] if family != 'attention' else 'attention'} kind {spec.name!r}: "
+                            f"duplicate {singular(family)} kind {spec.name!r}: "
                             f"provided by {other} and by {prov}; block one with [plugins] block or ${ENV_BLOCK}"
                         )
                     tables[family][spec.name] = spec
@@ -149,6 +153,11 @@ class Registry:
             provenance=types.MappingProxyType(provenance),
             blocked=tuple(blocked),
         )
+
+
+def singular(family: str) -> str:
+    """``patchers`` -> ``patcher``; ``attention`` stays."""
+    return family[:-1] if family.endswith("s") else family
 
 
 def _provenance(pm: pluggy.PluginManager, plugin: object, distributions: Mapping[str, tuple[str, str]]) -> Provenance:

@@ -24,7 +24,7 @@ from blt.data.config import DataConfig
 from blt.data.packing import pack_row, pad_lengths, trim_front
 from blt.data.sources import DataError, iter_documents, source_fingerprint
 from blt.data.store import Store, build_store, default_cache_dir
-from blt.tokens import PAD_ID
+from blt.tokens import BPE_ID, PAD_ID
 
 
 @attrs.frozen(eq=False)
@@ -33,7 +33,9 @@ class Batch:
 
     ``tokens``: ``LongTensor[B, N]`` inputs; ``targets``: ``LongTensor[B, N]`` next tokens (0 = pad,
     ignored); ``patch_lengths``: ``LongTensor[B, P]`` (rows sum to ``N + 1``, first patch 1);
-    ``global_targets``: non-pad targets in the whole global batch (all ranks).
+    ``global_targets``: target bytes in the whole global batch (all ranks). Target *bytes* are the
+    targets that are neither pad nor the BPE delimiter (BOS and EOS count): a delimiter target is
+    predicted and scored, but it is not a byte of the text, so bits per byte do not divide by it.
     """
 
     tokens: torch.Tensor
@@ -43,14 +45,20 @@ class Batch:
 
     @property
     def n_targets(self) -> int:
-        return int((self.targets != PAD_ID).sum())
+        return count_target_bytes(self.targets)
+
+
+def count_target_bytes(targets: Any) -> int:
+    """Targets that are bytes of the text: neither pad nor the BPE delimiter (tensor or array)."""
+    return int(((targets != PAD_ID) & (targets != BPE_ID)).sum())
 
 
 def patcher_fingerprint(patcher: Any, patcher_config: Any) -> str:
     """The config fingerprint plus what the config does not pin: a resolved default threshold, the
-    weights of an entropy model, a tokenizer's vocabulary (duck-typed: ``threshold``,
-    ``relative_threshold``, ``model``, ``tokenizer``). A retrained model or recalibrated default
-    thus never reuses stale patches."""
+    weights of an entropy model, a tokenizer's vocabulary, whether documents are prepared
+    (duck-typed: ``threshold``, ``relative_threshold``, ``model``, ``tokenizer``,
+    ``prepare_document``). A retrained model, a recalibrated default or a changed stream thus never
+    reuses stale tokens or patches."""
     import hashlib
 
     h = hashlib.sha256(fingerprint(patcher_config).encode())
@@ -64,6 +72,8 @@ def patcher_fingerprint(patcher: Any, patcher_config: Any) -> str:
     tokenizer = getattr(patcher, "tokenizer", None)
     if tokenizer is not None and hasattr(tokenizer, "to_str"):
         h.update(tokenizer.to_str().encode())
+    if getattr(patcher, "prepare_document", None) is not None:
+        h.update(b"prepare_document;")
     return h.hexdigest()[:16]
 
 
@@ -71,12 +81,16 @@ def open_store(config: DataConfig, split: str, patcher: Any, patcher_config: Any
     """The store for ``split``: reused from the cache when present, else built (once) now."""
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     online = config.patches == "online"
-    key = f"{split}-{source_fingerprint(config, split)}-{'online' if online else patcher_fingerprint(patcher, patcher_config)}"
+    prepare = getattr(patcher, "prepare_document", None)
+    tag = patcher_fingerprint(patcher, patcher_config)
+    if online:  # tokens only; prepared tokens still depend on the patcher
+        tag = "online" if prepare is None else f"online-{tag}"
+    key = f"{split}-{source_fingerprint(config, split)}-{tag}"
     dest = cache / key
     if not (dest / "meta.json").is_file():
         meta = {"source": config.heldout if split == "heldout" and config.heldout else config.source, "split": split,
                 "patcher": None if online else msgspec.to_builtins(patcher_config)}
-        build_store(iter_documents(config, split), dest, None if online else patcher, meta)
+        build_store(iter_documents(config, split), dest, None if online else patcher, meta, prepare)
     return Store(dest, patcher=patcher)
 
 
@@ -86,7 +100,7 @@ def _to_batch(rows: list[tuple[np.ndarray, np.ndarray]], rank: int, world: int) 
     per = len(rows) // world
     mine = rows[rank * per : (rank + 1) * per]
     toks = torch.from_numpy(np.stack([t for t, _ in mine]))
-    global_targets = int(sum(int((t[1:] != PAD_ID).sum()) for t, _ in rows))
+    global_targets = sum(count_target_bytes(t[1:]) for t, _ in rows)
     return Batch(tokens=toks[:, :-1].contiguous(), targets=toks[:, 1:].contiguous(),
                  patch_lengths=torch.from_numpy(pad_lengths([p for _, p in mine])), global_targets=global_targets)
 
@@ -183,4 +197,4 @@ def eval_batches(store: Store, seq_len: int, batch_size: int, max_bytes: int | N
     yield from flush_rows(True)
 
 
-__all__ = ["Batch", "TrainStream", "eval_batches", "open_store"]
+__all__ = ["Batch", "TrainStream", "count_target_bytes", "eval_batches", "open_store"]

@@ -1,6 +1,6 @@
 """Packing documents' tokens and patch lengths into fixed-size rows for the model.
 
-Contract (API.md, BLT_NOTES §4.7, §15). Each document is patched alone with
+Contract (as the reference packs). Each document is patched alone with
 ``include_next_token=False``, so no patch crosses a document boundary. The stream of documents is
 cut into rows of ``seq_len`` inputs; row ``r`` covers stream positions ``[s, s + seq_len]``
 (``seq_len + 1`` tokens: inputs ``x = row[:-1]``, targets ``y = row[1:]``) and the next row starts at

@@ -104,8 +104,9 @@ def _iter_jsonl_file(path: Path, text_field: str) -> Iterator[tuple[str, bytes]]
             yield f":{line_no}", text.encode("utf-8", errors="surrogateescape")
 
 
-def held_out(doc_id: str) -> bool:
-    return int(hashlib.sha256(doc_id.encode("utf-8", errors="surrogateescape")).hexdigest(), 16) % HELDOUT_MODULUS == 0
+def held_out(split_key: str) -> bool:
+    """THE held-out rule for file corpora (the data pipeline's and the entropy models' alike)."""
+    return int(hashlib.sha256(split_key.encode("utf-8", errors="surrogateescape")).hexdigest(), 16) % HELDOUT_MODULUS == 0
 
 
 def _iter_paths(source: str | list[str], fmt: str, text_field: str) -> Iterator[tuple[str, str, bytes]]:
@@ -114,6 +115,18 @@ def _iter_paths(source: str | list[str], fmt: str, text_field: str) -> Iterator[
         docs = _iter_jsonl_file(path, text_field) if file_format(path, fmt) == "jsonl" else _iter_text_file(path)
         for suffix, data in docs:
             yield f"{path}{suffix}", name + suffix, data
+
+
+def iter_file_documents(source: str | list[str], split: str | None = None, *, fmt: str = "auto",
+                        text_field: str = "text") -> Iterator[tuple[str, bytes]]:
+    """``(doc_id, bytes)`` of the files (or directories) in ``source``, in a fixed order: every
+    document when ``split`` is None, else only those of ``split`` (``"train"`` or ``"heldout"``) by
+    :func:`held_out`. Empty documents are not dropped here."""
+    if split not in (None, "train", "heldout"):
+        raise ValueError(f"split must be None, 'train' or 'heldout', got {split!r}")
+    for doc_id, split_key, data in _iter_paths(source, fmt, text_field):
+        if split is None or held_out(split_key) == (split == "heldout"):
+            yield doc_id, data
 
 
 def iter_documents(config: DataConfig, split: str) -> Iterator[tuple[str, bytes]]:
@@ -146,11 +159,8 @@ def _raw(source: str | list[str], config: DataConfig, split: str | None) -> Iter
             yield doc.id, doc.text.encode("utf-8", errors="surrogateescape")
         return
     explicit_heldout = config.heldout is not None
-    for doc_id, split_key, data in _iter_paths(source, config.format, config.text_field):
-        if split is None or explicit_heldout:
-            yield doc_id, data
-        elif held_out(split_key) == (split == "heldout"):
-            yield doc_id, data
+    yield from iter_file_documents(source, None if explicit_heldout else split, fmt=config.format,
+                                   text_field=config.text_field)
 
 
 def source_fingerprint(config: DataConfig, split: str) -> str:
@@ -174,4 +184,4 @@ def source_fingerprint(config: DataConfig, split: str) -> str:
     return h.hexdigest()[:16]
 
 
-__all__ = ["DataError", "iter_documents", "source_fingerprint", "expand_files", "held_out"]
+__all__ = ["DataError", "expand_files", "held_out", "iter_documents", "iter_file_documents", "source_fingerprint"]

@@ -9,7 +9,10 @@ Layout of one store directory (all little-endian, written once, then renamed int
 - ``meta.json``    counts and the fingerprints that name the store
 
 Stores are keyed by the source fingerprint and the patcher-config fingerprint, so a store is
-computed once per (corpus, patcher) and reused. ``online`` stores hold tokens only and patch each
+computed once per (corpus, patcher) and reused. A patcher whose model reads a prepared stream
+(``prepare_document(tokens_N) -> tokens_M``, e.g. ``bpe`` inserting its delimiter after every
+piece) has each document prepared before it is stored and patched: ``tokens.u16`` then holds the
+prepared stream, which is what the model reads and predicts. ``online`` stores hold tokens only and patch each
 document when it is read. Building writes into a temporary directory and renames it, so a crash
 never leaves a half-written store under the final name.
 """
@@ -20,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,10 @@ def default_cache_dir() -> Path:
 
 
 def patch_document(patcher: Any, tokens_N: torch.Tensor) -> np.ndarray:
-    """Patch one document alone (``include_next_token=False``): ``int32[P]`` summing to ``N``."""
-    lengths = patcher.patch(tokens_N, include_next_token=False).lengths
+    """Patch one (prepared) document alone (``include_next_token=False``): ``int32[P]`` summing to
+    ``N``. A patcher's ``patch_prepared``, when it has one, is its rule on the prepared stream."""
+    patch = getattr(patcher, "patch_prepared", None) or patcher.patch
+    lengths = patch(tokens_N, include_next_token=False).lengths
     lengths = lengths[lengths > 0].to(torch.int32).numpy()
     if int(lengths.sum()) != tokens_N.numel():
         raise DataError(f"patcher returned lengths summing to {int(lengths.sum())} for a document of {tokens_N.numel()} tokens")
@@ -85,8 +90,10 @@ class Store:
         return self.meta["n_tokens"] / self.meta["n_patches"] if self.patched else None
 
 
-def build_store(docs: Iterable[tuple[str, bytes]], dest: Path, patcher: Any | None, meta: dict[str, Any]) -> Path:
-    """Tokenize (and patch, when ``patcher`` is given) ``docs`` into a new store at ``dest``.
+def build_store(docs: Iterable[tuple[str, bytes]], dest: Path, patcher: Any | None, meta: dict[str, Any],
+                prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Path:
+    """Tokenize (``prepare`` each document when given, and patch when ``patcher`` is given)
+    ``docs`` into a new store at ``dest``.
 
     Raises DataError when no document has text. Returns ``dest``. Safe against concurrent
     builders (ranks): the first rename wins, later builders discard their copy.
@@ -99,6 +106,8 @@ def build_store(docs: Iterable[tuple[str, bytes]], dest: Path, patcher: Any | No
         with open(tmp / "tokens.u16", "wb") as ftok, open(tmp / "lengths.i32", "wb") as flen:
             for _doc_id, data in docs:
                 ids = encode(data)
+                if prepare is not None:
+                    ids = prepare(ids)
                 ftok.write(ids.to(torch.int32).numpy().astype(np.uint16).tobytes())
                 n_tokens += ids.numel()
                 doc_offsets.append(n_tokens)
@@ -113,7 +122,7 @@ def build_store(docs: Iterable[tuple[str, bytes]], dest: Path, patcher: Any | No
         np.asarray(doc_offsets, dtype=np.int64).tofile(tmp / "doc_tokens.i64")
         np.asarray(patch_offsets, dtype=np.int64).tofile(tmp / "doc_patches.i64")
         full = {**meta, "version": STORE_VERSION, "n_docs": n_docs, "n_tokens": n_tokens, "n_patches": n_patches,
-                "patched": patcher is not None}
+                "patched": patcher is not None, "prepared": prepare is not None}
         (tmp / "meta.json").write_text(json.dumps(full, indent=1))
         try:
             os.rename(tmp, dest)

@@ -1,4 +1,5 @@
-"""Find the entropy threshold that gives a target average patch size on a corpus (BLT_NOTES §4.8).
+"""Find the entropy threshold that gives a target average patch size on a corpus, as Pagnoni et
+al. (2024) choose theirs: search θ on representative data until the average matches.
 
 Entropies are computed once per document (each document patched alone, BOS/EOS included, as in
 training); the threshold is then found by bisection, each probe a vectorised count of patch starts

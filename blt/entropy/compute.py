@@ -1,7 +1,7 @@
 """Entropies from either entropy model: per position, in nats, over all 260 logits, in float32.
 
 ``entropies(model, tokens)[b, i]`` is the entropy of the prediction of token ``i + 1`` given tokens
-``0..i`` of row ``b`` (API.md). Rows are independent, and long rows are processed in chunks that
+``0..i`` of row ``b``. Rows are independent, and long rows are processed in chunks that
 carry a stream state (the transformer's KV cache within its window), so the result does not depend
 on batch-mates, on padding to the right, or on how a stream is chunked.
 """

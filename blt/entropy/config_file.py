@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import re
-import tempfile
 import tomllib
 from typing import Any
 
+from blt.core.atomic import atomic_write_text
 from blt.core.errors import ConfigError
 
 _HEADER = re.compile(r"^\s*\[\s*patcher\s*\]\s*(#.*)?$")
@@ -63,13 +62,4 @@ def update_patcher_table(path: str | pathlib.Path, values: dict[str, Any], *, re
         lines[header + 1 : end] = new_lines + body
     out = "\n".join(lines) + "\n"
     tomllib.loads(out)  # what we write must parse
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(out)
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, out)

@@ -1,48 +1,40 @@
 """Texts for training and calibrating entropy models: the built-in corpus or user files.
 
-Files: ``.jsonl`` gives one document per line (its ``"text"`` field); any other file is one
-document. For files, every 10th document (index 9, 19, ...) is held out.
+Files are read exactly as ``[data] source`` reads them (:mod:`blt.data.sources`: ``.jsonl``
+gives one document per line, its ``"text"`` field; any other file is text; directories are
+walked) and split by the same held-out rule, so an entropy model trained on a corpus never sees
+the documents a BLT run on that corpus holds out.
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from blt.core.errors import InputError
 
 
-def read_documents(files: list[str]) -> list[str]:
-    """Documents of text / JSONL files, in order; errors name the file and line."""
-    docs: list[str] = []
+def read_documents(files: list[str], split: str | None = None) -> list[str]:
+    """Non-empty documents of text / JSONL files (or directories), in order; with ``split``
+    (``"train"`` or ``"heldout"``) only that split. Errors name the file and line."""
+    from blt.data.sources import iter_file_documents
+
     for name in files:
-        path = pathlib.Path(name)
-        if not path.is_file():
-            raise InputError(f"corpus file not found: {path}")
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-        if path.suffix == ".jsonl":
-            for line_no, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                    docs.append(record["text"] if isinstance(record, dict) else str(record))
-                except (json.JSONDecodeError, KeyError) as exc:
-                    raise InputError(f"{path}:{line_no}: expected a JSON object with a \"text\" field ({exc})") from None
-        else:
-            docs.append(text)
-    return [d for d in docs if d]
+        if not pathlib.Path(name).expanduser().exists():
+            raise InputError(f"corpus file not found: {name}")
+    return [data.decode("utf-8", errors="surrogateescape") for _, data in iter_file_documents(files, split)
+            if data.strip()]
 
 
 def corpus_texts(files: list[str], sources: list[str] | None = None) -> tuple[list[str], list[str], str]:
     """``(train_texts, heldout_texts, description)`` from files, or the built-in corpus when ``files`` is empty."""
     if files:
-        docs = read_documents(files)
-        if not docs:
+        train, heldout = read_documents(files, "train"), read_documents(files, "heldout")
+        if not train and not heldout:
             raise InputError(f"corpus is empty: no text in {', '.join(files)}")
-        train = [d for i, d in enumerate(docs) if i % 10 != 9]
-        heldout = [d for i, d in enumerate(docs) if i % 10 == 9]
-        return train, heldout, f"files: {', '.join(files)} (every 10th document held out)"
+        if not train:
+            raise InputError(f"every document of {', '.join(files)} is held out (about 1 in 10 is, by a hash of its "
+                             "name, as for [data] source); add files or split the text into more documents")
+        return train, heldout, f"files: {', '.join(files)} (about 1 document in 10 held out, as for [data] source)"
     from blt.corpus import load_builtin_corpus
 
     train = [d.text for d in load_builtin_corpus("train", sources)]

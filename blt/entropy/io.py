@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import torch
 
+from blt.core.atomic import atomic_path, atomic_write_json
 from blt.core.errors import InputError
 from blt.entropy.cnn import CNNEntropyConfig, CNNEntropyModel
 from blt.entropy.transformer import TransformerEntropyConfig, TransformerEntropyModel
@@ -66,8 +67,8 @@ def save_entropy_model(model: torch.nn.Module, path: str | pathlib.Path, recipe:
         path = path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"format": FORMAT, "kind": model.kind})
-    path.chmod(0o644)  # safetensors creates the file owner-only; shipped models must be readable
+    with atomic_path(path) as tmp:  # also gives the file ordinary permissions (safetensors writes it owner-only)
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "kind": model.kind})
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -76,7 +77,7 @@ def save_entropy_model(model: torch.nn.Module, path: str | pathlib.Path, recipe:
         "config": msgspec.to_builtins(model.config),
         "recipe": recipe or {},
     }
-    sidecar_path(path).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_json(sidecar_path(path), meta, indent=2, sort_keys=True)
     return path
 
 

@@ -15,7 +15,7 @@ from blt.core.config import PatcherConfig, PositiveInt
 from blt.core.patching import Patches, as_batch, finish
 from blt.entropy.compute import entropies as model_entropies
 from blt.entropy.io import load_entropy_model, shipped_model_path
-from blt.entropy.rules import check_entropies, entropy_starts
+from blt.entropy.rules import check_entropies, entropy_starts, step_start
 
 
 class EntropyPatcherConfig(PatcherConfig, tag_field="kind"):
@@ -41,7 +41,7 @@ class EntropyPatcherConfig(PatcherConfig, tag_field="kind"):
 
 
 class EntropyPatcher:
-    """Patches by the entropy of a byte LM's next-token prediction (API.md entropy rule).
+    """Patches by the entropy of a byte LM's next-token prediction (the rules of :mod:`blt.entropy.rules`).
 
     ``patch(tokens, include_next_token=False, entropies=None) -> Patches(lengths, scores=entropies)``.
     Given ``entropies`` bypass the model; otherwise the model (loaded lazily once) computes them in
@@ -81,9 +81,35 @@ class EntropyPatcher:
         parts = [model_entropies(self.model, tokens_BN[i : i + bs], chunk=self.config.chunk) for i in range(0, tokens_BN.shape[0], bs)]
         return torch.cat(parts, dim=0) if parts else torch.zeros(0, tokens_BN.shape[1])
 
+    def start_stepper(self, batch: int) -> EntropyStarts:
+        """Generation: the entropy model advances one byte with its stream state (the transformer
+        keeps only its last ``window - 1`` keys, the CNN only the previous byte), then the rule."""
+        return EntropyStarts(self, batch)
+
     def patch(self, tokens: torch.Tensor, *, include_next_token: bool = False, entropies: torch.Tensor | None = None) -> Patches:
         tokens_BN, squeeze = as_batch(tokens)
         e_BN = self.compute_entropies(tokens_BN) if entropies is None else check_entropies(entropies, tokens_BN)
         n_out = tokens_BN.shape[1] + int(include_next_token)
         starts = entropy_starts(e_BN, n_out, threshold=self.threshold, relative_threshold=self.relative_threshold)
         return finish(starts, self.config.max_patch_length, squeeze, scores=e_BN)
+
+
+class EntropyStarts:
+    """Runs the patcher's entropy model one byte at a time (its stream state is the cache), then the
+    global (``e[t] > θ``) or relative (``e[t] - e[t-1] > θr``) rule, as :meth:`EntropyPatcher.patch`."""
+
+    def __init__(self, patcher: EntropyPatcher, batch: int) -> None:
+        from blt.entropy.compute import entropy_from_logits
+
+        self.model = patcher.model
+        self.state = self.model.new_state(batch)
+        self.threshold, self.relative = patcher.threshold, patcher.relative_threshold
+        self.entropy = entropy_from_logits
+        self.prev_e_B: torch.Tensor | None = None
+        self.device = self.model.embed_tokens.weight.device
+
+    def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
+        logits_B1V = self.model(tokens_B.to(self.device)[:, None], self.state)
+        e_B = self.entropy(logits_B1V)[:, 0].to(tokens_B.device)  # e[t]: entropy of the prediction of t + 1
+        prev, self.prev_e_B = self.prev_e_B, e_B
+        return step_start(e_B, prev, t + 1, threshold=self.threshold, relative_threshold=self.relative)

@@ -1,4 +1,4 @@
-"""The entropy patch-start rules of API.md, vectorised over ``[B, N']`` (no loop over positions).
+"""The entropy patch-start rules, vectorised over ``[B, N']`` (no loop over positions).
 
 - global threshold θ: position ``p >= 2`` starts a patch iff ``e[p-1] > θ`` (strict);
 - relative threshold θr (approximate monotonic rule): position 2 always starts, and ``p >= 3``
@@ -16,7 +16,10 @@ from blt.core.patching import dynamic_prefix
 
 
 def check_entropies(entropies: torch.Tensor, tokens_BN: torch.Tensor) -> torch.Tensor:
-    """Validate given entropies against ``tokens [B, N]``: a float ``[B, N]`` (or ``[N]`` for one row)."""
+    """Validate given entropies against ``tokens [B, N]``: a float ``[B, N]`` (or ``[N]`` for one row).
+
+    Returned as float32, or as they are when float64: the rules compare in float64, and rounding a
+    float64 entropy to float32 first could move it across the threshold."""
     if not isinstance(entropies, torch.Tensor) or not entropies.dtype.is_floating_point:
         raise InputError(f"entropies must be a float tensor [B, N], got {getattr(entropies, 'dtype', type(entropies).__name__)}")
     e = entropies.unsqueeze(0) if entropies.dim() == 1 else entropies
@@ -24,7 +27,7 @@ def check_entropies(entropies: torch.Tensor, tokens_BN: torch.Tensor) -> torch.T
         raise InputError(f"entropies have shape {list(entropies.shape)}, tokens have {list(tokens_BN.shape)}; give one entropy per token")
     if e.numel() and not bool(torch.isfinite(e).all()):
         raise InputError("entropies contain NaN or infinite values")
-    return e.to(torch.float32)
+    return e if e.dtype == torch.float64 else e.to(torch.float32)
 
 
 def entropy_starts(

@@ -3,7 +3,8 @@
 Documents are tokenized with BOS/EOS and concatenated into one stream; training rows are random
 windows of ``seq_len + 1`` tokens from it (packed: several documents per row, kept apart by the
 transformer's EOS blocks). Held-out BPB is the streamed next-token loss (full context, window
-included) over the held-out documents, in bits per byte.
+included) over the held-out documents, in bits per byte, every non-pad target counted (as for the
+main model).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from blt.entropy.compute import next_token_nll
 from blt.entropy.corpus import corpus_texts
 from blt.entropy.io import build_entropy_model, save_entropy_model
 from blt.entropy.transformer import TransformerEntropyConfig
-from blt.tokens import OFFSET, encode
+from blt.tokens import PAD_ID, encode
+from blt.train.objective import bits_per_byte, lr_at, target_byte_count
 
 
 class TrainSettings(Config):
@@ -71,7 +73,8 @@ def token_stream(texts: list[str]) -> torch.Tensor:
 def heldout_bpb(model: torch.nn.Module, stream_L: torch.Tensor, rows: int = 8, chunk: int = 512) -> float:
     """Bits per byte on a token stream, cut into ``rows`` contiguous rows each streamed with full context.
 
-    Numerator: NLL of every target (EOS and BOS included); denominator: byte targets only.
+    Counted as the main model counts it (:mod:`blt.train.objective`): the summed NLL of every
+    non-pad target over the number of those targets, BOS and EOS targets included in both.
     """
     n = (stream_L.numel() // rows) * rows
     if n < 2 * rows:
@@ -79,18 +82,10 @@ def heldout_bpb(model: torch.nn.Module, stream_L: torch.Tensor, rows: int = 8, c
     tokens_RT = stream_L[:n].view(rows, -1)
     was_training = model.training
     model.eval()
-    nll = next_token_nll(model, tokens_RT, chunk=chunk)
+    nll_RT = next_token_nll(model, tokens_RT, chunk=chunk)
     model.train(was_training)
-    n_bytes = int((tokens_RT[:, 1:] >= OFFSET).sum())
-    return float(nll.sum()) / max(n_bytes, 1) / math.log(2)
-
-
-def lr_at(step: int, s: TrainSettings) -> float:
-    """Linear warmup then cosine decay to ``min_lr_ratio * lr``."""
-    if step < s.warmup:
-        return s.lr * (step + 1) / s.warmup
-    progress = (step - s.warmup) / max(1, s.steps - s.warmup)
-    return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    targets_RT = tokens_RT[:, 1:]
+    return bits_per_byte(float(nll_RT[targets_RT != PAD_ID].sum()), target_byte_count(targets_RT))
 
 
 def train_entropy_model(
@@ -122,7 +117,7 @@ def train_entropy_model(
             offsets = torch.randint(0, train_L.numel() - s.seq_len - 1, (s.batch_size,), generator=gen)
             rows_BT = train_L[offsets[:, None] + torch.arange(s.seq_len + 1)]
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, s)
+                group["lr"] = lr_at(step, lr=s.lr, warmup=s.warmup, total=s.steps, lr_min_ratio=s.min_lr_ratio)
             logits = model(rows_BT[:, :-1])
             loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), rows_BT[:, 1:].flatten())
             opt.zero_grad(set_to_none=True)

@@ -4,7 +4,7 @@ Layout follows the Hugging Face BLT port's patcher (``embed_tokens [260, d]``, `
 from :class:`blt.model.blocks.TransformerLayer`, ``norm``, ``lm_head [260, d]``; interleaved RoPE,
 theta 10000), so a converter can load those weights one to one.
 
-Attention rule (BLT_NOTES §3): query i attends key j iff ``i - window < j <= i`` and both lie in
+Attention rule (the reference entropy model's): query i attends key j iff ``i - window < j <= i`` and both lie in
 the same document block. EOS belongs to the block it closes, so the token after an EOS starts a
 fresh context. Rows of a batch never see each other. The boolean mask is built once per forward.
 """
@@ -42,7 +42,7 @@ class TransformerEntropyConfig(Config, tag="transformer", tag_field="kind"):
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "tiny": {},
-        # The paper's entropy model (BLT_NOTES §3): ~99M non-embedding parameters, head dim 64.
+        # The entropy model of Pagnoni et al., 2024: ~99M non-embedding parameters, head dim 64.
         "paper": {"dim": 768, "layers": 14, "heads": 12, "ffn_dim": 2048, "window": 512},
     }
 

@@ -27,11 +27,10 @@ from typing import Any
 import torch
 
 from blt.generate.caches import decode_backend
-from blt.generate.decoder_step import decoder_step
-from blt.generate.encoder_step import encoder_step
 from blt.generate.global_step import GlobalStep
 from blt.generate.outputs import RowOutputs
 from blt.generate.patch_starts import PatchStarts
+from blt.generate.steps import component_step
 from blt.tokens import EOS_ID
 
 
@@ -44,13 +43,16 @@ class CachedGenerator:
         backend = decode_backend(model.attention)
         self.model = model
         self.starts = PatchStarts(patcher, batch, device)
-        self.encoder = encoder_step(model.encoder, batch, total, backend, like)
+        self.encoder = component_step(model.encoder, "encoder", batch, total, backend, like)
         self.glob = GlobalStep(model.global_transformer, batch, total + 1, backend, like)
-        self.decoder = decoder_step(model.decoder, batch, total, backend, like)
+        self.decoder = component_step(model.decoder, "decoder", batch, total, backend, like)
         self.t = 0
         self.pid_B = torch.zeros(batch, dtype=torch.long, device=device)        # patch of byte t
         self.eos_before_B = torch.zeros(batch, dtype=torch.long, device=device)  # byte document of t
         self.patch_eos_B = torch.zeros(batch, dtype=torch.bool, device=device)  # open patch holds an EOS
+
+    def patches_closed(self) -> list[int]:
+        return self.glob.count_B.tolist()
 
     def step(self, tokens_B: torch.Tensor) -> torch.Tensor:
         t, pid_B, doc_B = self.t, self.pid_B, self.eos_before_B
@@ -78,8 +80,8 @@ def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], m
     B = len(prompts)
     lengths = [len(p) for p in prompts]
     total = max(n + max_new_bytes for n in lengths)
-    device = model.lm_head.weight.device
-    gen = CachedGenerator(model, patcher, B, total)
+    device = next(model.parameters()).device
+    gen = component_step(model, "model", patcher, B, total)
     fed = [p[0] for p in prompts]
     for t in range(total):
         logits_BV = gen.step(torch.tensor(fed, dtype=torch.long, device=device))
@@ -91,4 +93,4 @@ def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], m
             # a finished row keeps stepping with its last token until the batch is done; its outputs are ignored
         if rows.all_done:
             break
-    return gen.glob.count_B.tolist()
+    return gen.patches_closed()

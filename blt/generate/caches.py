@@ -13,8 +13,8 @@ which rows take part (``rows``) and which slot each writes (``slot_R``); each la
   take part in a step; the global attention is over all earlier patches, as in the model.
 
 Which keys a query may read is a :class:`~blt.model.masks.MaskDescription` over the stored keys'
-positions and document ids, bound to the model's attention backend (dense-mask backends) or to
-``sdpa`` (for backends such as flex/flash whose prepared form is costly to rebuild every step).
+positions and document ids, bound to the model's attention backend, or to the one it names for single-query steps
+(:func:`decode_backend`).
 """
 
 from __future__ import annotations
@@ -26,16 +26,13 @@ from blt.model.blocks import Attend
 from blt.model.masks import MaskDescription
 
 EMPTY = 2**62  # position of an unused slot: never <= a query position, so causality excludes it
-DENSE_BACKENDS = ("eager", "sdpa")
 
 
 def decode_backend(model_backend: AttentionBackend) -> AttentionBackend:
-    """The backend single-query steps use: the model's own when it works on dense masks, else sdpa."""
-    if model_backend.name in DENSE_BACKENDS:
-        return model_backend
-    from blt.plugins.attention.sdpa import SdpaAttention
-
-    return SdpaAttention()
+    """The backend single-query steps use: the model's own, unless it names another through
+    ``step_backend()`` (backends whose prepared form is costly to rebuild every step, flex/flash)."""
+    other = getattr(model_backend, "step_backend", None)
+    return other() if callable(other) else model_backend
 
 
 def attend_for(backend: AttentionBackend, kind: str, q_pos_BQ: torch.Tensor, kv_pos_BK: torch.Tensor,

@@ -63,8 +63,6 @@ def _load_trained(root: Path) -> LoadedModel:
     if not root.exists():
         raise InputError(f"checkpoint not found: {root}")
     config, registry, _, model = load_trained(root)  # run dir, export dir or training checkpoint
-    if getattr(getattr(config, "baseline", None), "kind", "none") != "none":
-        raise InputError(f"{root}: a {config.baseline.kind!r} baseline, not a BLT; blt generate needs a BLT checkpoint")
     patcher = registry.build_patcher(_resolve_model_path(config.patcher, root))
     _check_entropy_model(patcher, registry.spec("patchers", config.patcher.kind), root)
     return LoadedModel(model.eval(), patcher, int(config.data.seq_len), root)

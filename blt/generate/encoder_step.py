@@ -1,14 +1,10 @@
-"""The local encoder, one byte at a time, and each patch's vector once the patch closes.
+"""The shared part of a local encoder's incremental step: one byte at a time, patch vectors on close.
 
 Byte states do not depend on patching (the encoder's self-attention sees bytes only), so each new
 byte runs through the encoder layers with a windowed cache. A patch vector depends on all of the
 patch's bytes, so it is computed when the patch closes (when the next position starts a new
-patch), from the stored states of its bytes:
-
-- ``cross_attention``: per-patch max pooling, ``d -> k d`` projection, then the cross-attention
-  layers over the bytes of patches ``p - W + 1 .. p`` (``cross_window`` W) with the double
-  residual, exactly as :class:`blt.plugins.encoders.cross_attention.CrossAttentionEncoder`;
-- ``pooling``: mean or max of the patch's final byte states.
+patch), from the stored states of its bytes. Each encoder plugin subclasses :class:`EncoderStep`
+with its own ``close`` (in its plugin file); this module keeps what they share.
 
 Hash n-gram embeddings need only the last ``max(hash_sizes)`` tokens (zero before position 0, as
 the model's left padding).
@@ -19,17 +15,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blt.core.errors import UnavailableError
-from blt.generate.caches import attend_for
 from blt.generate.local_stack import ByteHistory, LocalStack
 from blt.model.attention import AttentionBackend
 from blt.model.byte_embedding import embed_bytes
-from blt.model.masks import BYTE_TO_PATCH
-from blt.model.patch_ops import from_slots, pool_patches, to_slots
 
 
 class EncoderStep:
-    """Shared part: embeddings, the cached layer stack, the history of byte states and patch starts."""
+    """Shared part: embeddings, the cached layer stack, the history of byte states and patch starts.
+
+    ``recorded_layers``: how many of the last layers' states ``close`` needs (kept per byte);
+    ``window``: how many patches back a closing patch reads (its cross-attention window)."""
 
     def __init__(self, encoder: nn.Module, recorded_layers: int, window: int, batch: int, total: int,
                  backend: AttentionBackend, like: torch.Tensor) -> None:
@@ -72,47 +67,3 @@ class EncoderStep:
         lo = int(self.oldest_B[rows_C].min())
         states_CLSD, ids_CL = self.history.span(lo, rows_C)
         return states_CLSD, ids_CL, self.prev_pid_B[rows_C]
-
-
-class CrossAttentionEncoderStep(EncoderStep):
-    def __init__(self, encoder: nn.Module, batch: int, total: int, backend: AttentionBackend, like: torch.Tensor) -> None:
-        super().__init__(encoder, len(encoder.cross_attn_layers), encoder.config.cross_window, batch, total, backend, like)
-
-    def close(self, rows_C: torch.Tensor) -> torch.Tensor:
-        """Patch vectors ``[C, 1, k d]`` of the patches that close at this byte."""
-        enc, k = self.encoder, self.encoder.config.k
-        states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
-        others_CL = (ids_CL != pid_C[:, None]).long()  # 0: the closing patch's own bytes
-        q_pos_CK = pid_C[:, None].expand(-1, k)
-        attend = attend_for(self.backend, BYTE_TO_PATCH, q_pos_CK, ids_CL, window=self.window)
-        slots_CKD = None
-        for j, cross in enumerate(enc.cross_attn_layers):
-            h_CLD = states_CLSD[:, :, j]
-            if slots_CKD is None or enc.config.repool:
-                pooled_C1D = pool_patches(h_CLD, others_CL, 2, "max")[:, :1]
-                slots_CKD = to_slots(enc.patch_embedding_projection(pooled_C1D), k)
-            slots_CKD = slots_CKD + cross(slots_CKD, h_CLD, attend)
-        return from_slots(slots_CKD, k)
-
-
-class PoolingEncoderStep(EncoderStep):
-    def __init__(self, encoder: nn.Module, batch: int, total: int, backend: AttentionBackend, like: torch.Tensor) -> None:
-        super().__init__(encoder, 1, 1, batch, total, backend, like)
-
-    def close(self, rows_C: torch.Tensor) -> torch.Tensor:
-        states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
-        others_CL = (ids_CL != pid_C[:, None]).long()
-        return pool_patches(states_CLSD[:, :, 0], others_CL, 2, self.encoder.config.mode)[:, :1]
-
-
-def encoder_step(encoder: nn.Module, batch: int, total: int, backend: AttentionBackend, like: torch.Tensor) -> EncoderStep:
-    """The incremental form of a builtin encoder; other encoders are refused (use cache=False)."""
-    from blt.plugins.encoders.cross_attention import CrossAttentionEncoder
-    from blt.plugins.encoders.pooling import PoolingEncoder
-
-    if isinstance(encoder, CrossAttentionEncoder):
-        return CrossAttentionEncoderStep(encoder, batch, total, backend, like)
-    if isinstance(encoder, PoolingEncoder):
-        return PoolingEncoderStep(encoder, batch, total, backend, like)
-    raise UnavailableError(f"cached generation has no incremental form of encoder {type(encoder).__name__} "
-                           "(builtin: cross_attention, pooling); use cache=False (--no-cache)")

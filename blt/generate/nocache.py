@@ -18,7 +18,7 @@ from blt.model.layout import split_first_patch
 
 def next_logits_nocache(model: torch.nn.Module, patcher: Any, ids: list[int]) -> torch.Tensor:
     """Logits ``[260]`` for the token after ``ids`` (one row), recomputed from scratch."""
-    device = model.lm_head.weight.device
+    device = next(model.parameters()).device
     tokens_1N = torch.tensor([ids], dtype=torch.long, device=device)
     lengths_1P = split_first_patch(patcher.patch(tokens_1N, include_next_token=True).lengths.to(device))
     return model(tokens_1N, lengths_1P)[0, -1]

@@ -1,6 +1,6 @@
 """Map the port's state dict onto blt's model and entropy patcher, then load it strictly.
 
-Key mapping (HF_PORT_NOTES §3): ``model.local_encoder.*`` -> ``encoder.*``,
+Key mapping: ``model.local_encoder.*`` -> ``encoder.*``,
 ``model.encoder_hash_tok_embedding.weight`` -> ``encoder.hash_embeddings.weight`` (same fused
 ``[T*V, d]`` layout, function-outer order), ``model.global_transformer.*`` -> ``global_transformer.*``,
 ``model.local_decoder.*`` -> ``decoder.*``, ``lm_head.weight`` -> ``lm_head.weight``, and

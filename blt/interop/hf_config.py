@@ -1,10 +1,10 @@
 """Read a Hugging Face ``BltConfig`` (as a plain dict, e.g. ``config.json``) into blt's experiment config.
 
 Every size comes from the config or, where the config leaves it unset, from the tensor shapes;
-never from class defaults (HF_PORT_NOTES §2.3). Semantics that blt's model cannot express are
+never from class defaults (the port's defaults have changed between transformers versions). Semantics that blt's model cannot express are
 refused here with one :class:`InteropError` line naming the field, before any tensor is built.
 
-How the port's semantics map (HF_PORT_NOTES §5):
+How the port's semantics map:
 
 - RoPE: both are interleaved-pair, so q/k rows are loaded as they are (no permutation).
 - Local self-attention: the port builds one sliding-window mask from ``local_attention_window_len``

@@ -208,7 +208,7 @@ def trunc_normal_(weight: torch.Tensor, std: float, bound: float | None = None) 
 
 
 def init_layer(layer: TransformerLayer, factor: float = 1.0) -> None:
-    """Reference init for one layer (BLT_NOTES §12): in-projections dim^-0.5, outputs scaled by ``factor``."""
+    """Reference init for one layer (truncated normal at 3 sigma): in-projections dim^-0.5, outputs scaled by ``factor``."""
     dim = layer.input_layernorm.weight.numel()
     hidden = layer.mlp.down_proj.in_features
     attn, mlp = layer.self_attn, layer.mlp

@@ -6,6 +6,8 @@ Masks are described once per batch at the top of ``forward`` and bound to the ba
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import torch
 from torch import nn
@@ -16,6 +18,7 @@ from blt.model.blocks import Attend, trunc_normal_
 from blt.model.global_transformer import GlobalTransformer
 from blt.model.layout import PatchLayout
 from blt.tokens import VOCAB_SIZE
+from blt.train.objective import cross_entropy_sum, target_byte_count
 
 
 @attrs.frozen(eq=False)
@@ -28,7 +31,8 @@ class BatchAttention:
 
 
 class ByteLatentTransformer(nn.Module):
-    """``model(tokens [B, N], patch_lengths [B, P]) -> float32 logits [B, N, 260]``.
+    """``model(tokens [B, N], patch_lengths [B, P]) -> float32 logits [B, N, 260]``;
+    ``model(tokens, patch_lengths, targets [B, N]) -> (summed cross-entropy, target bytes)``.
 
     ``patch_lengths`` are as returned by ``patch(..., include_next_token=True)``: each row sums to
     N + 1 and starts with a patch of length 1. Position t predicts byte t + 1 using bytes <= t.
@@ -61,7 +65,14 @@ class ByteLatentTransformer(nn.Module):
                     "(run inference under torch.no_grad(), or choose another backend)"
                 )
 
-    def forward(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor,
+                targets_BN: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, int]:
+        logits_BNV = self.logits(tokens_BN, patch_lengths_BP)
+        if targets_BN is None:
+            return logits_BNV
+        return cross_entropy_sum(logits_BNV, targets_BN), target_byte_count(targets_BN)
+
+    def logits(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor) -> torch.Tensor:
         layout = PatchLayout.from_lengths(tokens_BN, patch_lengths_BP)
         self.check_trainable(tokens_BN.device)
         attends = self.bind_masks(layout)
@@ -69,6 +80,27 @@ class ByteLatentTransformer(nn.Module):
         patches_BPG = self.global_transformer(patches_BPE, attends.global_transformer)
         h_BND = self.decoder(bytes_BND, patches_BPG, layout, attends.decoder)
         return self.lm_head(h_BND).float()  # (B, N, 260)
+
+    def flops(self, n_bytes: float, avg_patch_size: float, attention: str = "causal") -> dict[str, float]:
+        """Forward FLOPs of one row of ``n_bytes`` bytes by component; ``1 + n_bytes / a`` patches
+        (the row's first byte is a patch of its own). Each component reports its own part."""
+        from blt.flops import VOCAB
+
+        N = float(n_bytes)
+        P = 1 + N / avg_patch_size
+        out = dict(self.encoder.flops(N, P, attention))
+        for name, value in self.global_transformer.flops(P, attention).items():
+            out[name] = out.get(name, 0.0) + value
+        for name, value in self.decoder.flops(N, P, attention).items():
+            out[name] = out.get(name, 0.0) + value
+        out["head"] = 2 * N * self.lm_head.in_features * VOCAB
+        return out
+
+    def incremental_step(self, patcher: Any, batch: int, total: int) -> Any:
+        """Cached generation: one byte per ``step(tokens_B) -> logits [B, 260]`` (see blt.generate.cached)."""
+        from blt.generate.cached import CachedGenerator
+
+        return CachedGenerator(self, patcher, batch, total)
 
     def param_counts(self) -> dict[str, int]:
         """Parameters by component: hash_embeddings, encoder (rest), global, decoder, head, total."""

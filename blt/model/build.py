@@ -1,4 +1,4 @@
-"""``build_model``: read an experiment config, consult the registry once, wire the model together.
+"""``build_blt``: consult the registry once and wire a BLT together from a decoded experiment.
 
 Incompatible choices fail here, before any large tensor is allocated: an attention backend that
 lacks a mask kind the chosen components need (the message lists the backends that would work),
@@ -7,14 +7,11 @@ a backend unavailable on this machine, or a backend that cannot train on the tar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from blt.core.errors import ConfigError, UnavailableError
-from blt.core.experiment import load_experiment
 from blt.core.registry import Registry
 from blt.model.blocks import TransformerLayer
 from blt.model.blt import ByteLatentTransformer
@@ -34,9 +31,12 @@ def required_mask_kinds(experiment: Any, registry: Registry) -> dict[str, str]:
     return needs
 
 
-def check_attention(experiment: Any, registry: Registry, *, training: bool, device: torch.device) -> None:
-    """Raise ConfigError / UnavailableError when the chosen backend cannot serve this model here."""
-    needs = required_mask_kinds(experiment, registry)
+def check_attention(experiment: Any, registry: Registry, *, training: bool, device: torch.device,
+                    needs: dict[str, str] | None = None) -> None:
+    """Raise ConfigError / UnavailableError when the chosen backend cannot serve this model here.
+
+    ``needs``: ``{mask kind: who needs it}`` (default: a BLT's, :func:`required_mask_kinds`)."""
+    needs = required_mask_kinds(experiment, registry) if needs is None else needs
     name = experiment.attention.kind
     spec = registry.spec("attention", name, path="$.attention")
     missing = sorted(set(needs) - spec.mask_kinds)
@@ -63,19 +63,13 @@ def check_attention(experiment: Any, registry: Registry, *, training: bool, devi
             raise UnavailableError(f"$.attention.kind: backend {name!r} cannot train on {device}: {reason}")
 
 
-def build_model(
-    config: Any | str | Path | Mapping[str, Any],
-    registry: Registry | None = None,
-    *,
-    device: torch.device | str | None = None,
-    training: bool = False,
-) -> ByteLatentTransformer:
-    """Build a BLT from an experiment (struct, TOML/JSON path or mapping) and a registry.
+def build_blt(experiment: Any, registry: Registry, *, device: torch.device | None = None,
+              training: bool = False) -> ByteLatentTransformer:
+    """The BLT of a decoded experiment (``[model] kind = "blt"``), on CPU.
 
     ``training=True`` also checks that the attention backend can run backward on ``device``
-    (default: CPU). The model is created on CPU and moved to ``device`` when given.
+    (default: CPU).
     """
-    experiment, registry = load_experiment(config, registry)
     target = torch.device(device) if device is not None else torch.device("cpu")
     check_attention(experiment, registry, training=training, device=target)
     dims = SharedDims.from_config(experiment.model)
@@ -91,4 +85,4 @@ def build_model(
         for module in model.modules():
             if isinstance(module, TransformerLayer):
                 module.compiled = True
-    return model.to(target) if device is not None else model
+    return model

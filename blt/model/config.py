@@ -1,5 +1,5 @@
-"""Model-level config (``[model]``: global transformer, shared widths, init) and the field sets
-shared by local encoder / decoder configs. Every field here has an effect."""
+"""The BLT model's config (``[model] kind = "blt"``: global transformer, shared widths, init) and
+the field sets shared by local encoder / decoder configs. Every field here has an effect."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Annotated, Literal
 import attrs
 from msgspec import Meta
 
-from blt.core.config import Config, DecoderConfig, EncoderConfig, PositiveInt
+from blt.core.config import DecoderConfig, EncoderConfig, ModelConfig, PositiveInt
 
 InitStdFactor = Literal["disabled", "current_depth", "global_depth", "dim_ratio"]
 NonNegativeInt = Annotated[int, Meta(ge=0)]
 
 
-class ModelConfig(Config):
-    """``[model]`` table of an experiment."""
+class BltConfig(ModelConfig, tag="blt"):
+    """``[model]`` table of a BLT experiment (the default model kind)."""
 
     d_local: PositiveInt = 64               # local encoder/decoder width (byte states)
     d_global: PositiveInt = 128             # global transformer width
@@ -26,7 +26,7 @@ class ModelConfig(Config):
     rope_theta: Annotated[float, Meta(gt=0)] = 10000.0   # encoder, global and decoder RoPE
     norm_eps: Annotated[float, Meta(gt=0)] = 1e-5
     block_documents: bool = True            # global attention blocked at document (EOS) boundaries
-    init_std_factor: InitStdFactor = "disabled"  # output-projection std divisor (BLT_NOTES §12)
+    init_std_factor: InitStdFactor = "disabled"  # divisor of output-projection init std (the reference's init_std_factor)
     compile: bool = False                   # torch.compile each transformer layer's elementwise work (norms,
                                             # RoPE, SwiGLU, residuals) around the attention call; same maths,
                                             # fp rounding differs; ~5% faster CPU training step, ~30 s to compile
@@ -68,5 +68,5 @@ class SharedDims:
     init_std_factor: str
 
     @classmethod
-    def from_config(cls, model: ModelConfig) -> SharedDims:
+    def from_config(cls, model: BltConfig) -> SharedDims:
         return cls(model.d_local, model.d_global, model.rope_theta, model.norm_eps, model.init_std_factor)

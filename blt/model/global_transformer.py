@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from blt.model.blocks import Attend, trunc_normal_
-from blt.model.config import ModelConfig
+from blt.model.config import BltConfig
 from blt.model.layout import PatchLayout
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
-from blt.model.masks import PATCH_BLOCK_CAUSAL, PATCH_CAUSAL, MaskDescription, patch_causal
+from blt.model.masks import MaskDescription, patch_causal
 
 
 class GlobalTransformer(nn.Module):
@@ -20,7 +20,7 @@ class GlobalTransformer(nn.Module):
     (``patch_block_causal``) when ``block_documents``.
     """
 
-    def __init__(self, config: ModelConfig, in_dim: int) -> None:
+    def __init__(self, config: BltConfig, in_dim: int) -> None:
         super().__init__()
         check_heads("$.model.global", config.d_global, config.global_heads, config.global_kv_heads)
         self.block_documents = config.block_documents
@@ -29,10 +29,6 @@ class GlobalTransformer(nn.Module):
         self.layers = make_layers(config.global_layers, config.d_global, config.global_heads, config.global_kv_heads,
                                   config.global_ffn, config.norm_eps)
         self.init_weights(config.init_std_factor, config.d_local)
-
-    @property
-    def mask_kinds(self) -> frozenset[str]:
-        return frozenset({PATCH_BLOCK_CAUSAL if self.block_documents else PATCH_CAUSAL})
 
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
         return {"self": patch_causal(layout, self.block_documents)}
@@ -43,6 +39,13 @@ class GlobalTransformer(nn.Module):
         for layer in self.layers:
             h_BPD = layer(h_BPD, rope, attends["self"])
         return h_BPD
+
+    def flops(self, n_patches: float, attention: str = "causal") -> dict[str, float]:
+        """Forward FLOPs over ``n_patches`` patches: the input projection and the layers."""
+        from blt.flops import layers_flops, linear_flops
+
+        P = float(n_patches)
+        return {"global": linear_flops(P, self.token_embedding_projection) + layers_flops(self.layers, P, None, attention)}
 
     def init_weights(self, init_std_factor: str, d_local: int) -> None:
         if self.token_embedding_projection is not None:  # the reference uses the encoder width here

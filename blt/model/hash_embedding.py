@@ -1,4 +1,4 @@
-"""Hash n-gram embeddings, exactly as the reference and the HF port compute them (BLT_NOTES §7).
+"""Hash n-gram embeddings, exactly as the reference and the HF port compute them.
 
 For group size g and hash function f, position j hashes the window of the last g token ids
 (left-padded with zeros), oldest first: ``h = sum_i w[i] * p_f^i`` in signed int64 with

@@ -22,7 +22,7 @@ class PatchLayout:
     into ``[1, l0 - 1]`` (so P may be one more than the patcher returned).
 
     ``patch_ids_BN``: encoder patch of byte t. ``decoder_patch_ids_BN``: ``P(t+1) - 1``, the last
-    patch that ends at or before t, whose global state byte t may read (BLT_NOTES §8.7).
+    patch that ends at or before t, whose global state byte t may read (as in Pagnoni et al., 2024).
     ``byte_doc_BN``: number of EOS strictly before t (an EOS closes its own document).
     ``patch_doc_BP``: number of EOS-marked patches strictly before p (a patch is EOS-marked iff
     one of its bytes is EOS).

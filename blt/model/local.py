@@ -38,7 +38,8 @@ def rope_for(length: int, layer: TransformerLayer, theta: float, device: torch.d
 
 
 def depth_factor(mode: str, depth: int, n_layers: int, dim: int) -> float:
-    """The output-projection std divisor of BLT_NOTES §12."""
+    """The output-projection std divisor of the reference init: 1 (disabled), sqrt(2 (depth + 1))
+    (current_depth), sqrt(2 (n_layers + 1)) (global_depth) or dim / 4096 (dim_ratio)."""
     if mode == "disabled":
         return 1.0
     if mode == "current_depth":

@@ -1,6 +1,6 @@
 """Public test helpers for patcher authors: hypothesis strategies and the patcher contract suite.
 
-``check_patcher(kind_or_spec_or_patcher)`` runs every contract of API.md "Patchers" and raises
+``check_patcher(kind_or_spec_or_patcher)`` runs every patcher contract and raises
 ``AssertionError`` with a shrunk counterexample; ``run_contracts`` returns the results instead.
 The same suite runs as ``blt check-plugin KIND`` and, with ``pytest --blt-contracts``, over every
 registered patcher (``blt.testing.pytest_plugin``).

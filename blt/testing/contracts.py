@@ -1,4 +1,4 @@
-"""The patcher contract suite (API.md "Patchers"), as property checks run with hypothesis.
+"""The patcher contract suite, as property checks run with hypothesis.
 
 Each contract searches (``hypothesis.find``) for an input that violates it and, if it finds one,
 reports the shrunk counterexample. ``check_patcher`` runs them all and raises ``AssertionError``;
@@ -29,16 +29,29 @@ Violation = Callable[[Subject, Any], "str | None"]
 @attrs.frozen
 class ContractResult:
     """One contract's outcome; ``counterexample`` is the shrunk input that broke it (or, for a
-    non-incremental patcher, the input that shows it is not prefix-stable)."""
+    non-incremental patcher, the input that shows it is not prefix-stable).
+
+    ``skipped``: the contract could not be checked here (``detail`` says why, e.g. a backend
+    unavailable on this machine); such a result is not a failure (``passed`` is True) but claims
+    nothing. ``status`` is ``"pass"``, ``"skip"`` or ``"FAIL"``."""
 
     name: str
     passed: bool
     detail: str
     counterexample: Any = None
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return "FAIL" if not self.passed else "skip" if self.skipped else "pass"
+
+    @classmethod
+    def skip(cls, name: str, detail: str) -> ContractResult:
+        return cls(name, True, detail, skipped=True)
 
 
 def split_reference(lengths: list[int], m: int) -> list[int]:
-    """The max_patch_length oracle: each length > m becomes m, m, ..., rest (BLT_NOTES §4.5)."""
+    """The max_patch_length oracle: each length > m becomes m, m, ..., rest (split left to right)."""
     out: list[int] = []
     for length in lengths:
         while length > m:
@@ -105,6 +118,31 @@ def violation_batch_consistency(subject: Subject, example: tuple[torch.Tensor, b
     return None
 
 
+def _starts_below(lengths: list[int], limit: int) -> list[int]:
+    """Start positions ``< limit`` of a row's non-zero patches."""
+    starts, pos = [], 0
+    for length in lengths:
+        if length and pos < limit:
+            starts.append(pos)
+        pos += length
+    return starts
+
+
+def violation_include_next_token(subject: Subject, example: tuple[torch.Tensor]) -> str | None:
+    """``include_next_token`` only adds position N: boundaries at positions < N are the same in
+    both modes (a patcher that looks ahead only when asked for the next token breaks this)."""
+    batch = example[0].clone()
+    n = batch.shape[1]
+    without = subject.patcher.patch(batch, include_next_token=False).lengths
+    with_next = subject.patcher.patch(batch.clone(), include_next_token=True).lengths
+    for b in range(batch.shape[0]):
+        a, c = _starts_below(without[b].tolist(), n), _starts_below(with_next[b].tolist(), n)
+        if a != c:
+            return (f"row {b}: patch starts below N={n} are {a} without include_next_token but {c} with it "
+                    f"(lengths {nonzero_lengths(without[b])} vs {nonzero_lengths(with_next[b])})")
+    return None
+
+
 def violation_deterministic(subject: Subject, example: tuple[torch.Tensor, bool]) -> str | None:
     """Same input, same output; the input tensor is not modified."""
     batch, nxt = example[0].clone(), example[1]
@@ -139,6 +177,9 @@ CONTRACTS: dict[str, tuple[str, Violation, Callable[[Subject], st.SearchStrategy
                           violation_batch_consistency, lambda s: st.tuples(_batches(s), st.booleans())),
     "deterministic": ("same input, same output; input untouched",
                       violation_deterministic, lambda s: st.tuples(_batches(s), st.booleans())),
+    "include_next_token": ("include_next_token=True only adds position N: boundaries below N as without it",
+                           violation_include_next_token,
+                           lambda s: st.tuples(st.one_of(_batches(s), bst.token_batches(text=bst.english_texts())))),
 }
 
 
@@ -248,8 +289,8 @@ def run_contracts(target: Any, *, registry: Any = None, config: Any = None, max_
             results.append(ContractResult(name, True, summary))
         else:
             example, message = found
-            results.append(ContractResult(name, False, f"{message}; input: {show_tokens(example[0])}, "
-                                          f"include_next_token={example[1]}", example))
+            mode = f", include_next_token={example[1]}" if len(example) > 1 else ""
+            results.append(ContractResult(name, False, f"{message}; input: {show_tokens(example[0])}{mode}", example))
     if "incremental" in names:
         results.append(_check_incremental(subject, max_examples))
     return results

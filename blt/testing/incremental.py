@@ -1,4 +1,4 @@
-"""Incremental (prefix-stable) patching: the check and its counterexample (API.md, BLT_NOTES §5).
+"""Incremental (prefix-stable) patching: the check and its counterexample.
 
 A patcher is incremental iff for every prefix ``x[:i]``, ``patch(x[:i])`` equals ``patch(x)``
 restricted to the first ``i`` tokens (``i + 1`` positions with ``include_next_token``).

@@ -19,15 +19,15 @@ variant, from the finished variants' records.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from blt.core.atomic import atomic_path, atomic_write_json, atomic_write_text
 from blt.core.config import read_config_file
 from blt.core.errors import BltError, ConfigError
-from blt.core.experiment import load_experiment, with_overrides
+from blt.experiment import load_experiment, with_overrides
 from blt.train.metrics import read_metrics
 
 
@@ -73,12 +73,6 @@ def variant_fingerprint(config: Any) -> str:
     return config_fingerprint(config)
 
 
-def _write_atomic(path: Path, text: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
-    os.replace(tmp, path)
-
-
 def record_for(name: str, fp: str, final: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "fingerprint": fp, "bpb": final["eval_bpb"], "train_flops": final["train_flops"],
             "inference_flops_per_byte": final["inference_flops_per_byte"], "avg_patch_size": final["avg_patch_size"],
@@ -105,7 +99,7 @@ def run_ablation(path: str | Path, out: str | Path, *, on_variant=None) -> list[
                                     f"now {fp}); it is never overwritten: use another --out, or rename the variant")
         else:
             vdir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(stamp, json.dumps({"name": name, "fingerprint": fp, "config": msgspec.to_builtins(config)}, indent=1))
+            atomic_write_json(stamp, {"name": name, "fingerprint": fp, "config": msgspec.to_builtins(config)})
         finished = (vdir / FINAL).is_file()
         if on_variant is not None:
             on_variant(name, "skip" if finished else "train")
@@ -116,8 +110,8 @@ def run_ablation(path: str | Path, out: str | Path, *, on_variant=None) -> list[
 
 
 def write_results(out: Path, records: list[dict[str, Any]]) -> None:
-    _write_atomic(out / "results.json", json.dumps(records, indent=1))
-    _write_atomic(out / "results.md", results_markdown(records))
+    atomic_write_json(out / "results.json", records)
+    atomic_write_text(out / "results.md", results_markdown(records))
     plot_bpb_vs_flops(out, [r["name"] for r in records])
 
 
@@ -152,10 +146,11 @@ def plot_bpb_vs_flops(out: Path, names: list[str]) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = out / f".bpb_vs_flops.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, out / "bpb_vs_flops.png")
+    try:
+        with atomic_path(out / "bpb_vs_flops.png") as tmp:
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 __all__ = ["AblationError", "default_ablation_path", "resolve_variants", "run_ablation", "write_results"]

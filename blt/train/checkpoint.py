@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from blt import parallel
+from blt.core.atomic import atomic_write_text
 from blt.core.errors import BltError
 
 LATEST = "latest"
@@ -31,15 +32,6 @@ LATEST = "latest"
 
 class CheckpointError(BltError):
     """A checkpoint is missing, corrupt, or belongs to a different config."""
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict[str, str]:
@@ -70,16 +62,16 @@ def save(ckpt_root: Path, step: int, model: torch.nn.Module, optimizer: torch.op
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes, it is
         warnings.simplefilter("ignore", UserWarning)
         parallel.dcp_save({"model": model_sd, "optim": optim_sd}, str(tmp))
-    _write_atomic(tmp / f"rank{rank}.json", json.dumps({"rng": rng_state()}))
+    atomic_write_text(tmp / f"rank{rank}.json", json.dumps({"rng": rng_state()}))
     parallel.barrier()
     if rank == 0:
-        _write_atomic(tmp / "train_state.json", json.dumps(train_state, indent=1))
+        atomic_write_text(tmp / "train_state.json", json.dumps(train_state, indent=1))
         if fault is not None:
             fault("in_checkpoint", step)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _write_atomic(ckpt_root / LATEST, name + "\n")
+        atomic_write_text(ckpt_root / LATEST, name + "\n")
         for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     parallel.barrier()

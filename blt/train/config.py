@@ -1,12 +1,14 @@
-"""``[train]`` and ``[budget]``: optimisation, schedule, evaluation cadence and the compute budget."""
+"""``[train]``, ``[budget]`` and ``[run]``: optimisation, schedule, evaluation cadence, the compute
+budget, and the run environment (where and how a run executes, not what it computes)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
 from blt.core.config import Config, PositiveInt
+from blt.core.errors import ConfigError
 
 NonNegFloat = Annotated[float, Meta(ge=0)]
 
@@ -33,15 +35,10 @@ class TrainConfig(Config):
     eval_every: Annotated[int, Meta(ge=0)] = 50   # 0: only at the end
     eval_points: PositiveInt | None = None        # if set: evaluate about this many times (overrides eval_every)
     eval_bytes: PositiveInt | None = 32768        # held-out target bytes per evaluation (None: all)
-    log_every: PositiveInt = 10
     checkpoint_every: Annotated[int, Meta(ge=0)] = 50  # 0: only at the end
     keep_checkpoints: PositiveInt = 2
     seed: int = 0
     dtype: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = "auto"                    # auto: cuda when available (rank-local), else cpu
-    parallel: Literal["auto", "none", "ddp", "fsdp"] = "auto"  # auto: ddp when launched with >1 rank
-    out_dir: str = "runs/default"
-    progress: bool = True
 
 
 class BudgetConfig(Config):
@@ -50,4 +47,34 @@ class BudgetConfig(Config):
     train_flops: Annotated[float, Meta(gt=0)] | None = None
 
 
-__all__ = ["BudgetConfig", "TrainConfig"]
+class RunConfig(Config):
+    """The ``[run]`` table: the run environment. A run's fingerprint is every other table, so a
+    run resumes (and an ablation variant is recognised) whatever ``[run]`` says.
+
+    ``out_dir``: the run directory (``blt train --out`` overrides it). ``device``: ``auto`` is
+    the rank-local CUDA device when there is one, else CPU. ``parallel``: ``auto`` is DDP when
+    launched with more than one rank (torchrun), else none. ``log_every``: steps between rows
+    of ``metrics.jsonl``.
+    """
+
+    out_dir: str = "runs/default"
+    device: str = "auto"
+    parallel: Literal["auto", "none", "ddp", "fsdp"] = "auto"
+    progress: bool = True
+    log_every: PositiveInt = 10
+
+
+MOVED_TO_RUN = ("out_dir", "device", "parallel", "progress", "log_every")
+
+
+def check_moved_to_run(data: Any, path: str = "$") -> None:
+    """Refuse a run-environment field still written under ``[train]``, naming where it lives now."""
+    train = data.get("train") if isinstance(data, dict) else None
+    if isinstance(train, dict):
+        for name in MOVED_TO_RUN:
+            if name in train:
+                raise ConfigError(f"{path}.train.{name}: unknown field; the run environment moved to [run] "
+                                  f"(write it as run.{name})")
+
+
+__all__ = ["BudgetConfig", "MOVED_TO_RUN", "RunConfig", "TrainConfig", "check_moved_to_run"]

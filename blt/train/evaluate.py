@@ -11,7 +11,7 @@ import torch
 from blt import parallel
 from blt.data import Batch, eval_batches
 from blt.data.store import Store
-from blt.train.objective import bits_per_byte, cross_entropy_sum
+from blt.train.objective import bits_per_byte
 
 
 def autocast_for(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
@@ -24,16 +24,12 @@ def autocast_for(device: torch.device, dtype: str) -> contextlib.AbstractContext
 
 
 def ce_and_count(model: torch.nn.Module, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
-    """Sum of target cross-entropy (nats) and the number of target bytes for one rank's batch.
-
-    A model with ``loss_sum = True`` (the BPE-token baseline) computes both itself from
-    ``(tokens, patch_lengths, targets)``; a BLT model returns next-byte logits ``[B, N, 260]``.
-    """
+    """Sum of target cross-entropy (nats) and the number of target bytes for one rank's batch: the
+    model family's contract, ``model(tokens, patch_lengths, targets)``, called through the
+    (possibly DDP/FSDP-wrapped) model so parallel hooks run."""
     tokens, lengths, targets = (t.to(device) for t in (batch.tokens, batch.patch_lengths, batch.targets))
-    if getattr(parallel.unwrap(model), "loss_sum", False):
-        ce, count = model(tokens, lengths, targets)
-        return ce, int(count)
-    return cross_entropy_sum(model(tokens, lengths), targets), batch.n_targets
+    ce, count = model(tokens, lengths, targets)
+    return ce, int(count)
 
 
 @torch.no_grad()

@@ -7,9 +7,10 @@ the checkpoint are recomputed), so the file always reads as one uninterrupted ru
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from blt.core.atomic import atomic_write_text
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -35,9 +36,7 @@ class MetricsWriter:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
         keep = [r for r in read_metrics(self.path) if resume_step is not None and r.get("step", 0) <= resume_step]
-        tmp = self.path.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

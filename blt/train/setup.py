@@ -18,7 +18,7 @@ from blt.core.errors import ConfigError
 from blt.data import open_store
 from blt.data.store import Store
 
-MODEL_SECTIONS = ("model", "encoder", "decoder", "patcher", "baseline")
+MODEL_SECTIONS = ("model", "encoder", "decoder", "patcher")
 TRAJECTORY_FIELDS = {
     "data": ("source", "format", "text_field", "builtin_sources", "heldout", "max_documents", "seq_len", "batch_size", "seed"),
     "train": ("lr", "lr_min_ratio", "warmup", "weight_decay", "betas", "eps", "clip", "grad_accum", "seed", "dtype"),
@@ -38,29 +38,19 @@ def fingerprints(config: Any, steps: int) -> dict[str, str]:
 
 
 def config_fingerprint(config: Any) -> str:
-    """Fingerprint of a resolved experiment, ignoring fields that do not change results."""
+    """Fingerprint of a resolved experiment: every section but ``[run]`` (the run environment),
+    and not ``[data] cache_dir`` (where a cache lives does not change what is in it)."""
     data = msgspec.to_builtins(config)
-    for volatile in ("out_dir", "progress", "log_every", "device", "parallel"):
-        data.get("train", {}).pop(volatile, None)
+    data.pop("run", None)
     data.get("data", {}).pop("cache_dir", None)
     return fingerprint(data)
 
 
-def build_network(config: Any, registry: Any, patcher: Any) -> torch.nn.Module:
-    """The model an experiment trains: BLT, or the BPE-token baseline (``[baseline] kind``)."""
-    if config.baseline.kind != "none":
-        from blt.baselines.token_lm import TokenLM
+def build_network(config: Any, registry: Any, patcher: Any, *, device: Any = None, training: bool = False) -> torch.nn.Module:
+    """The model an experiment trains, through its ``[model] kind`` plugin (on CPU)."""
+    from blt.experiment import build_model
 
-        backend = registry.spec("attention", config.attention.kind, path="$.attention").build(config.attention)
-        if config.baseline.kind == "byte":
-            return TokenLM(config.model, None, backend)
-        if config.patcher.kind != "bpe":
-            raise ConfigError(f"$.baseline.kind: 'bpe_token' reads the bpe patcher's tokenizer; set [patcher] kind = \"bpe\" "
-                              f"(it is {config.patcher.kind!r})")
-        return TokenLM(config.model, patcher.tokenizer, backend)
-    from blt.model.build import build_model
-
-    return build_model(config, registry=registry)
+    return build_model(config, registry, patcher=patcher, device=device, training=training)
 
 
 def param_count(model: torch.nn.Module) -> int:
@@ -104,13 +94,15 @@ def measure_avg_patch_size(store: Store, max_docs: int = 64) -> float:
     return tokens / max(patches, 1)
 
 
-def build_pieces(config: Any, registry: Any, info: parallel.DistInfo) -> RunPieces:
+def build_pieces(config: Any, registry: Any, info: parallel.DistInfo, *, training: bool = True) -> RunPieces:
+    """Patcher, stores, model and costs of a run. ``training``: refuse up front a backend that
+    cannot run backward on this rank's device."""
     from blt import flops
 
     patcher = registry.build_patcher(config.patcher)
     train_store, heldout_store = open_stores(config, patcher, info)
     torch.manual_seed(config.train.seed)  # identical initial weights on every rank
-    model = build_network(config, registry, patcher)
+    model = build_network(config, registry, patcher, training=training, device=info.device if training else None)
     avg = measure_avg_patch_size(train_store)
     costs = flops.report(config, model, patcher, avg_patch_size=avg)
     return RunPieces(config, registry, patcher, model, train_store, heldout_store, costs)

@@ -24,13 +24,14 @@ import msgspec
 import torch
 
 from blt import parallel
+from blt.core.atomic import atomic_write_json
 from blt.train import checkpoint
 from blt.train.evaluate import autocast_for, ce_and_count, evaluate
 from blt.train.metrics import MetricsWriter
 from blt.train.objective import LN2, lr_at
 from blt.train.progress import TrainProgress
 from blt.train.setup import build_pieces, config_fingerprint, fingerprints, param_count, resolve_steps
-from blt.train.weights import CONFIG, export_weights, write_json_atomic
+from blt.train.weights import CONFIG, export_weights
 
 FINAL = "final.json"
 
@@ -44,9 +45,9 @@ def _fault(point: str, step: int) -> None:
 
 def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resume: bool = True) -> dict[str, Any]:
     """Train ``config`` (a decoded experiment) into ``out_dir``; returns the ``final.json`` record."""
-    tc = config.train
-    out = Path(out_dir or tc.out_dir)
-    info = parallel.init(tc.device)
+    tc, run = config.train, config.run
+    out = Path(out_dir or run.out_dir)
+    info = parallel.init(run.device)
     final_path, ckpt_root = out / FINAL, out / "checkpoints"
     config_fp = config_fingerprint(config)
     if resume and final_path.is_file():
@@ -70,7 +71,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
     eval_every = max(1, steps // tc.eval_points) if tc.eval_points else tc.eval_every
     model = pieces.model.to(info.device)
     params = param_count(model)
-    wrapped = parallel.wrap_model(model, tc.parallel, info)
+    wrapped = parallel.wrap_model(model, run.parallel, info)
     optimizer = torch.optim.AdamW(wrapped.parameters(), lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
                                   weight_decay=tc.weight_decay, foreach=False)
     from blt.data import TrainStream
@@ -89,10 +90,10 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
 
     if info.is_main:  # after the compatibility check: a refused config never replaces the run's own
         out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / CONFIG, msgspec.to_builtins(config))
+        atomic_write_json(out / CONFIG, msgspec.to_builtins(config))
     metrics = MetricsWriter(out, enabled=info.is_main, resume_step=step if found else None)
     per_step_flops = costs.train_per_byte * config.data.seq_len * config.data.batch_size * tc.grad_accum
-    progress = TrainProgress(total=steps, start=step, enabled=info.is_main and tc.progress)
+    progress = TrainProgress(total=steps, start=step, enabled=info.is_main and run.progress)
     start_clock = time.perf_counter()
     last_loss, last_eval = (resumed_loss if found is not None else float("nan")), None
 
@@ -131,7 +132,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
             last_loss = parallel.all_reduce_sum([ce_local], info.device)[0] / global_targets
             dt = time.perf_counter() - t0
             progress.update(step, loss=last_loss, bpb=last_loss / LN2, bytes_per_s=global_targets / max(dt, 1e-9))
-            if step % tc.log_every == 0 or step == steps:
+            if step % run.log_every == 0 or step == steps:
                 metrics.write({"kind": "train", "step": step, "loss": last_loss, "bpb": last_loss / LN2, "lr": lr,
                                "grad_norm": grad_norm, "bytes": bytes_seen, "bytes_per_s": global_targets / max(dt, 1e-9),
                                "train_flops": step * per_step_flops})
@@ -156,7 +157,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
     else:
         parallel.full_model_state(wrapped)  # a collective under FSDP: every rank takes part
     if info.is_main:
-        write_json_atomic(final_path, record)
+        atomic_write_json(final_path, record)
     metrics.close()
     parallel.barrier()
     return record

@@ -8,7 +8,6 @@ for training checkpoints.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,11 @@ import msgspec
 import torch
 
 from blt import parallel
+from blt.core.atomic import atomic_path, atomic_write_json
 from blt.train.checkpoint import CheckpointError, latest, read_dcp
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def export_weights(model: torch.nn.Module, config: Any, out: Path) -> None:
@@ -37,14 +31,13 @@ def export_weights(model: torch.nn.Module, config: Any, out: Path) -> None:
     if not state:
         return
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{WEIGHTS}.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, out / WEIGHTS)
-    write_json_atomic(out / CONFIG, msgspec.to_builtins(config))
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+    atomic_write_json(out / CONFIG, msgspec.to_builtins(config))
 
 
 def _read_config(path: Path) -> Any:
-    from blt.core.experiment import load_experiment
+    from blt.experiment import load_experiment
 
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: cannot tell which model the checkpoint holds")
@@ -104,4 +97,4 @@ def load_trained(path: str | Path) -> tuple[Any, Any, Any, torch.nn.Module]:
     return config, registry, patcher, model.eval()
 
 
-__all__ = ["export_weights", "load_trained", "locate", "write_json_atomic"]
+__all__ = ["export_weights", "load_trained", "locate"]

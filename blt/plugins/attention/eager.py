@@ -46,5 +46,5 @@ class EagerAttention:
 
 @hookimpl
 def blt_register_attention():
-    return [AttentionSpec(name="eager", config_type=EagerConfig, build=EagerAttention, mask_kinds=MASK_KINDS,
+    return [AttentionSpec(name="eager", config_type=EagerConfig, build=EagerAttention,
                           summary="plain math on a dense mask, float32 softmax (the oracle)")]

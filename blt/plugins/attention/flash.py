@@ -10,6 +10,7 @@ model that needs them refuses ``flash`` at build time. Needs CUDA, flash-attn an
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import attrs
 import torch
@@ -98,13 +99,20 @@ class FlashAttention:
                          prepared.max_seqlen, prepared.max_seqlen, causal=True, window_size=prepared.window_size)
         return o.view(B, T, H, D).transpose(1, 2)
 
+    def step_backend(self) -> Any:
+        """Cached generation attends one query per step; rebuilding this backend's prepared mask
+        every step would cost more than the step, so steps use sdpa (same maths, dense masks)."""
+        from blt.plugins.attention.sdpa import SdpaAttention
+
+        return SdpaAttention()
+
     def can_train(self, device: torch.device | str) -> str | None:
         return can_train(device)
 
 
 @hookimpl
 def blt_register_attention():
-    return [AttentionSpec(name="flash", config_type=FlashConfig, build=FlashAttention, mask_kinds=FLASH_MASK_KINDS,
+    return [AttentionSpec(name="flash", config_type=FlashConfig, build=FlashAttention,
                           is_available=is_available,
                           can_train=can_train,
                           summary="flash-attn varlen kernels with sliding window (causal masks within documents only)")]

@@ -97,12 +97,19 @@ class FlexAttention:
         kernel = self.kernel(q_BHQD.device)
         return kernel(q_BHQD.contiguous(), k_BHKD.contiguous(), v_BHKD.contiguous(), block_mask=prepared)
 
+    def step_backend(self) -> Any:
+        """Cached generation attends one query per step; rebuilding this backend's prepared mask
+        every step would cost more than the step, so steps use sdpa (same maths, dense masks)."""
+        from blt.plugins.attention.sdpa import SdpaAttention
+
+        return SdpaAttention()
+
     def can_train(self, device: torch.device | str) -> str | None:
         return can_train(device)
 
 
 @hookimpl
 def blt_register_attention():
-    return [AttentionSpec(name="flex", config_type=FlexConfig, build=FlexAttention, mask_kinds=MASK_KINDS,
+    return [AttentionSpec(name="flex", config_type=FlexConfig, build=FlexAttention,
                           is_available=is_available, can_train=can_train,
                           summary="FlexAttention with per-batch BlockMasks (compiled); no backward on CPU")]

@@ -61,5 +61,5 @@ class SdpaAttention:
 
 @hookimpl
 def blt_register_attention():
-    return [AttentionSpec(name="sdpa", config_type=SdpaConfig, build=SdpaAttention, mask_kinds=MASK_KINDS,
+    return [AttentionSpec(name="sdpa", config_type=SdpaConfig, build=SdpaAttention,
                           summary="torch scaled_dot_product_attention: causal flag, blocked sliding window, gathered cross-attention runs")]

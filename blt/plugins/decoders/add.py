@@ -1,13 +1,21 @@
 """``add``: each byte state plus the global state of patch ``decoder_patch_ids[t]`` (projected to
-``d_local`` when the widths differ), then local layers and a final RMSNorm. No cross-attention."""
+``d_local`` when the widths differ), then local layers and a final RMSNorm. No cross-attention.
+
+FLOPs: the projection ``2 P D d`` when ``D != d``, and the local layers over ``N`` bytes.
+Incremental step: the projected state of the row's most recently closed patch (the one byte t
+reads) is kept and added to each new byte state; the layers keep a windowed cache."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
 
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
+from blt.flops import layers_flops, linear_flops
+from blt.generate.local_stack import LocalStack
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
 from blt.model.layout import PatchLayout
@@ -36,6 +44,14 @@ class AddDecoder(nn.Module):
 
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL})
 
+    def flops(self, n_bytes: float, n_patches: float, attention: str = "causal") -> dict[str, float]:
+        N, P = float(n_bytes), float(n_patches)
+        return {"decoder_cross_attention": linear_flops(P, self.patch_embedding_projection),
+                "local_decoder": layers_flops(self.layers, N, self.config.window, attention)}
+
+    def incremental_step(self, batch: int, total: int, backend: Any, like: torch.Tensor) -> AddDecoderStep:
+        return AddDecoderStep(self, batch, total, backend, like)
+
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
         return {"self": local_block_causal(layout, self.config.window, self.config.block_documents)}
 
@@ -51,7 +67,27 @@ class AddDecoder(nn.Module):
         return self.norm(h_BND)
 
 
+class AddDecoderStep:
+    def __init__(self, decoder: AddDecoder, batch: int, total: int, backend: Any, like: torch.Tensor) -> None:
+        self.decoder = decoder
+        self.stack = LocalStack(decoder.layers, decoder.config.window, decoder.rope_theta, batch, total, backend, like,
+                                block_documents=decoder.config.block_documents)
+        d = decoder.norm.weight.numel()
+        self.latest_B1D = torch.zeros(batch, 1, d, dtype=like.dtype, device=like.device)
+
+    def push(self, rows_C: torch.Tensor, pid_C: torch.Tensor, global_C1G: torch.Tensor) -> None:
+        proj = self.decoder.patch_embedding_projection
+        self.latest_B1D[rows_C] = proj(global_C1G) if proj is not None else global_C1G
+
+    def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
+        self.stack.begin(t, doc_B)
+        h_B1D = bytes_B1D + self.latest_B1D
+        for i in range(len(self.decoder.layers)):
+            h_B1D = self.stack.layer(i, h_B1D)
+        return self.decoder.norm(h_B1D)
+
+
 @hookimpl
 def blt_register_decoders():
-    return [DecoderSpec(name="add", config_type=AddDecoderConfig, build=AddDecoder, mask_kinds=AddDecoder.mask_kinds,
+    return [DecoderSpec(name="add", config_type=AddDecoderConfig, build=AddDecoder,
                         summary="adds the previous patch's global state to each byte state, no cross-attention")]

@@ -5,9 +5,20 @@ Its byte stream is the encoder's final byte states. The global patch states are 
 byte t reads the slots of patch ``decoder_patch_ids[t] = P(t+1) - 1`` (``patch_to_byte``, double
 residual ``h <- 2h + attn``), then a local self-attention layer runs. A final RMSNorm follows;
 the model's ``lm_head`` turns the result into logits.
+
+FLOPs (``D`` = d_global, ``C`` cross layers): the projection ``2 P D (k d)``; per cross layer
+``q, o`` on ``N`` bytes, ``k, v`` on ``P k`` slots and attention over ``N k min(W, P)`` pairs (a
+dense kernel computes ``N P k``); the local layers over ``N`` bytes. The head is the model's.
+
+Incremental step: byte t reads the global state of patch ``d[t] = P(t+1) - 1``; after the patch
+decision for position t + 1 this is always the row's most recently closed patch, so the step keeps
+only the last ``W`` closed patches' projected slots in a small ring, and its self-attention layers
+keep a windowed cache.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +26,9 @@ from torch import nn
 from blt.core.config import PositiveInt
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
+from blt.flops import cross_layer_flops, layers_flops, linear_flops
+from blt.generate.caches import EMPTY, attend_for
+from blt.generate.local_stack import LocalStack
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
 from blt.model.cross_attention import CrossAttention
@@ -50,6 +64,17 @@ class CrossAttentionDecoder(nn.Module):
 
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE})
 
+    def flops(self, n_bytes: float, n_patches: float, attention: str = "causal") -> dict[str, float]:
+        cfg, d = self.config, self.norm.weight.numel()
+        N, P = float(n_bytes), float(n_patches)
+        pairs = N * P * cfg.k if attention == "dense" else N * cfg.k * min(cfg.cross_window, P)
+        return {"decoder_cross_attention": linear_flops(P, self.patch_embedding_projection)
+                + len(self.cross_attn_layers) * cross_layer_flops(N, P * cfg.k, d, pairs),
+                "local_decoder": layers_flops(self.layers, N, cfg.window, attention)}
+
+    def incremental_step(self, batch: int, total: int, backend: Any, like: torch.Tensor) -> CrossAttentionDecoderStep:
+        return CrossAttentionDecoderStep(self, batch, total, backend, like)
+
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
         return {"self": local_block_causal(layout, self.config.window, self.config.block_documents),
                 "cross": patch_to_byte(layout, self.config.k, self.config.cross_window)}
@@ -67,8 +92,37 @@ class CrossAttentionDecoder(nn.Module):
         return self.norm(h_BND)
 
 
+class CrossAttentionDecoderStep:
+    def __init__(self, decoder: CrossAttentionDecoder, batch: int, total: int, backend: Any, like: torch.Tensor) -> None:
+        cfg = decoder.config
+        self.decoder, self.backend, self.k, self.window = decoder, backend, cfg.k, cfg.cross_window
+        self.stack = LocalStack(decoder.layers, cfg.window, decoder.rope_theta, batch, total, backend, like,
+                                block_documents=cfg.block_documents)
+        d = decoder.norm.weight.numel()
+        self.ring_BSD = torch.zeros(batch, self.window * self.k, d, dtype=like.dtype, device=like.device)
+        self.ring_pos_BS = torch.full((batch, self.window * self.k), EMPTY, dtype=torch.long, device=like.device)
+        self.offsets_K = torch.arange(self.k, device=like.device)
+
+    def push(self, rows_C: torch.Tensor, pid_C: torch.Tensor, global_C1G: torch.Tensor) -> None:
+        """Rows ``rows_C`` closed patch ``pid_C`` with global state ``global_C1G``."""
+        slots_CKD = to_slots(self.decoder.patch_embedding_projection(global_C1G), self.k)
+        index_CK = (pid_C % self.window)[:, None] * self.k + self.offsets_K
+        self.ring_BSD[rows_C[:, None], index_CK] = slots_CKD
+        self.ring_pos_BS[rows_C[:, None], index_CK] = pid_C[:, None]
+
+    def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
+        """Encoder state of byte t ``[B, 1, d]``, patch it reads -> normed decoder state ``[B, 1, d]``."""
+        self.stack.begin(t, doc_B)
+        cross_attend = attend_for(self.backend, PATCH_TO_BYTE, read_B[:, None], self.ring_pos_BS, window=self.window)
+        h_B1D = bytes_B1D
+        for i in range(len(self.decoder.layers)):
+            if i < len(self.decoder.cross_attn_layers):
+                h_B1D = h_B1D + self.decoder.cross_attn_layers[i](h_B1D, self.ring_BSD, cross_attend)
+            h_B1D = self.stack.layer(i, h_B1D)
+        return self.decoder.norm(h_B1D)
+
+
 @hookimpl
 def blt_register_decoders():
     return [DecoderSpec(name="cross_attention", config_type=CrossAttentionDecoderConfig, build=CrossAttentionDecoder,
-                        mask_kinds=CrossAttentionDecoder.mask_kinds,
                         summary="bytes cross-attend to the previous patch's global state, then local layers (BLT)")]

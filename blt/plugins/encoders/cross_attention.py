@@ -5,9 +5,21 @@ document), then patch cross-attention: each patch has ``k`` query slots, initial
 max pooling of the byte states and a ``d -> k d`` projection; the slots read their patch's bytes
 (``byte_to_patch``) with the reference's double residual ``x <- 2x + attn``. Output per patch:
 its k slots concatenated, width ``k * d_local``.
+
+FLOPs (``d`` = d_local, ``N`` bytes, ``P`` patches, ``C`` cross layers): the local layers over
+``N`` bytes (window ``window``); the pooled-slot projection ``2 P d (k d)`` (once, or per cross
+layer with ``repool``); per cross layer ``q, o`` on ``P k`` slots, ``k, v`` on ``N`` bytes and
+attention over ``k N min(W, P)`` pairs (each slot reads the bytes of ``W`` patches; a dense kernel
+computes ``P k N``).
+
+Incremental step: byte states through the cached layers; when a patch closes, the pooling,
+projection and cross-attention above run on the stored states of its bytes (and of the ``W - 1``
+patches before it), exactly as ``forward`` does.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,6 +27,9 @@ from torch import nn
 from blt.core.config import PositiveInt
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import EncoderSpec
+from blt.flops import cross_layer_flops, layers_flops, linear_flops
+from blt.generate.caches import attend_for
+from blt.generate.encoder_step import EncoderStep
 from blt.model.blocks import Attend, trunc_normal_
 from blt.model.byte_embedding import embed_bytes, make_embeddings
 from blt.model.config import LocalEncoderConfig, SharedDims
@@ -54,6 +69,19 @@ class CrossAttentionEncoder(nn.Module):
 
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL, BYTE_TO_PATCH})
 
+    def flops(self, n_bytes: float, n_patches: float, attention: str = "causal") -> dict[str, float]:
+        cfg, d = self.config, self.patch_embedding_projection.in_features
+        N, P = float(n_bytes), float(n_patches)
+        n_cross = len(self.cross_attn_layers)
+        n_pool = n_cross if cfg.repool else 1
+        pairs = P * cfg.k * N if attention == "dense" else cfg.k * N * min(cfg.cross_window, P)
+        return {"local_encoder": layers_flops(self.layers, N, cfg.window, attention),
+                "encoder_cross_attention": n_pool * linear_flops(P, self.patch_embedding_projection)
+                + n_cross * cross_layer_flops(P * cfg.k, N, d, pairs)}
+
+    def incremental_step(self, batch: int, total: int, backend: Any, like: torch.Tensor) -> CrossAttentionEncoderStep:
+        return CrossAttentionEncoderStep(self, batch, total, backend, like)
+
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
         return {"self": local_block_causal(layout, self.config.window, self.config.block_documents),
                 "cross": byte_to_patch(layout, self.config.k, self.config.cross_window)}
@@ -75,8 +103,28 @@ class CrossAttentionEncoder(nn.Module):
         return h_BND, from_slots(slots_BSD, self.config.k)
 
 
+class CrossAttentionEncoderStep(EncoderStep):
+    def __init__(self, encoder: CrossAttentionEncoder, batch: int, total: int, backend: Any, like: torch.Tensor) -> None:
+        super().__init__(encoder, len(encoder.cross_attn_layers), encoder.config.cross_window, batch, total, backend, like)
+
+    def close(self, rows_C: torch.Tensor) -> torch.Tensor:
+        """Patch vectors ``[C, 1, k d]`` of the patches that close at this byte."""
+        enc, k = self.encoder, self.encoder.config.k
+        states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
+        others_CL = (ids_CL != pid_C[:, None]).long()  # 0: the closing patch's own bytes
+        q_pos_CK = pid_C[:, None].expand(-1, k)
+        attend = attend_for(self.backend, BYTE_TO_PATCH, q_pos_CK, ids_CL, window=self.window)
+        slots_CKD = None
+        for j, cross in enumerate(enc.cross_attn_layers):
+            h_CLD = states_CLSD[:, :, j]
+            if slots_CKD is None or enc.config.repool:
+                pooled_C1D = pool_patches(h_CLD, others_CL, 2, "max")[:, :1]
+                slots_CKD = to_slots(enc.patch_embedding_projection(pooled_C1D), k)
+            slots_CKD = slots_CKD + cross(slots_CKD, h_CLD, attend)
+        return from_slots(slots_CKD, k)
+
+
 @hookimpl
 def blt_register_encoders():
     return [EncoderSpec(name="cross_attention", config_type=CrossAttentionEncoderConfig, build=CrossAttentionEncoder,
-                        mask_kinds=CrossAttentionEncoder.mask_kinds,
                         summary="hash n-gram embeddings + local transformer + patch cross-attention (BLT)")]

@@ -1,15 +1,20 @@
 """``pooling``: byte + hash embeddings and a local transformer, then mean or max of each patch's
-byte states (no cross-attention). The ablation baseline; output per patch has width ``d_local``."""
+byte states (no cross-attention). The ablation baseline; output per patch has width ``d_local``.
+
+FLOPs: the local layers over ``N`` bytes (pooling is free). Incremental step: byte states through
+the cached layers; a closing patch pools its bytes' stored final states, as ``forward`` does."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import EncoderSpec
+from blt.flops import layers_flops
+from blt.generate.encoder_step import EncoderStep
 from blt.model.blocks import Attend
 from blt.model.byte_embedding import embed_bytes, make_embeddings
 from blt.model.config import LocalEncoderConfig, SharedDims
@@ -35,6 +40,12 @@ class PoolingEncoder(nn.Module):
 
     mask_kinds = frozenset({LOCAL_BLOCK_CAUSAL})
 
+    def flops(self, n_bytes: float, n_patches: float, attention: str = "causal") -> dict[str, float]:
+        return {"local_encoder": layers_flops(self.layers, float(n_bytes), self.config.window, attention)}
+
+    def incremental_step(self, batch: int, total: int, backend: Any, like: torch.Tensor) -> PoolingEncoderStep:
+        return PoolingEncoderStep(self, batch, total, backend, like)
+
     def describe_masks(self, layout: PatchLayout) -> dict[str, MaskDescription]:
         return {"self": local_block_causal(layout, self.config.window, self.config.block_documents)}
 
@@ -47,8 +58,18 @@ class PoolingEncoder(nn.Module):
         return h_BND, pool_patches(h_BND, layout.patch_ids_BN, layout.num_patches, self.config.mode)
 
 
+class PoolingEncoderStep(EncoderStep):
+    def __init__(self, encoder: PoolingEncoder, batch: int, total: int, backend: Any, like: torch.Tensor) -> None:
+        super().__init__(encoder, 1, 1, batch, total, backend, like)
+
+    def close(self, rows_C: torch.Tensor) -> torch.Tensor:
+        """Patch vectors ``[C, 1, d]``: the pooled final states of each closing patch's bytes."""
+        states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
+        others_CL = (ids_CL != pid_C[:, None]).long()
+        return pool_patches(states_CLSD[:, :, 0], others_CL, 2, self.encoder.config.mode)[:, :1]
+
+
 @hookimpl
 def blt_register_encoders():
     return [EncoderSpec(name="pooling", config_type=PoolingEncoderConfig, build=PoolingEncoder,
-                        mask_kinds=PoolingEncoder.mask_kinds,
                         summary="mean or max of each patch's byte states, no cross-attention (ablation baseline)")]

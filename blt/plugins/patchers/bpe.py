@@ -1,12 +1,32 @@
 """``bpe``: patches along the token boundaries of a byte-level BPE model (the tokenizer baseline).
 
-Rule (dynamic prefix, like ``space``): positions 0 and 1 always start a patch. A special token
-(id < 4: pad, BOS, EOS, BPE delimiter) is a patch of its own, so it starts a patch and so does
-the position after it. Each maximal run of byte tokens between specials is one *segment*; it is
-tokenized on its own and every BPE token after the first starts a patch. With
-``include_next_token=True`` position N (the unseen next byte) always starts a new patch, so
-rows sum to N + 1. ``max_patch_length`` splits long patches last. Not incremental: appending
-bytes can merge or re-split the last BPE tokens of a prefix (the contract suite finds an example).
+Two kinds of row, told apart per row by whether it holds a BPE delimiter (id 3):
+
+**Delimited rows** (the stream a model trains and generates on). :meth:`BpePatcher.delimit`
+inserts a delimiter after every BPE piece of every run of bytes (a document's last piece too), so
+the piece boundaries are tokens of the stream: the model reads them and predicts them. Rule:
+positions 0 and 1 start a patch, and position p >= 2 starts one iff token p - 1 is a special
+(delimiter, pad, BOS or EOS); with ``include_next_token=True`` position N starts one iff token
+N - 1 is a special. So a patch is one BPE piece followed by its delimiter (the delimiter is the
+*last* token of its patch), and on a delimited document BOS and EOS are patches of their own (the
+token before EOS is a delimiter). Whether p starts a patch depends only on tokens before p: the
+rule is causal and prefix-stable, :meth:`BpePatcher.start_stepper` steps it one token at a time
+(cached generation) and :meth:`BpePatcher.patch_prepared` applies it to a row whether or not it
+holds a delimiter yet (a generation prefix may not). Bits per byte count every target, delimiters
+included, in the loss but divide by bytes only: a delimiter target is not a byte.
+
+**Raw rows** (no delimiter: plain ``blt.tokens.encode`` output, ``blt patch``). Positions 0 and 1
+start a patch; every other special token (pad, BOS, EOS) is a patch of its own, so it starts a
+patch and so does the position after it. Each maximal run of byte tokens between specials is one
+*segment*; it is tokenized on its own and every BPE token after the first starts a patch. With
+``include_next_token=True`` position N (the unseen next byte) always starts a new patch. Not
+incremental (``incremental = False``): appending bytes can merge or re-split the last BPE tokens
+of a prefix (the contract suite finds an example), and whether byte t + 1 starts a piece is
+visible at t. A model must not train on raw-row patches; the data pipeline delimits every
+document first (``prepare_document``) and generation delimits prompts (``prepare_prompt``).
+
+Either way, rows sum to N (N + 1 with ``include_next_token``) and ``max_patch_length`` splits
+long patches last.
 
 Byte offsets are exact for multi-byte UTF-8 and for invalid UTF-8: a ByteLevel tokenizer works
 on a string with one character per byte, so a token's length in characters is its length in
@@ -29,12 +49,13 @@ from typing import Annotated, Any
 import torch
 from msgspec import Meta
 
+from blt.core.atomic import atomic_path
 from blt.core.config import PatcherConfig
 from blt.core.errors import ConfigError, InputError
 from blt.core.hookspecs import hookimpl
 from blt.core.patching import Patches, as_batch, dynamic_prefix, finish
 from blt.core.specs import PatcherSpec
-from blt.tokens import OFFSET
+from blt.tokens import BPE_ID, OFFSET
 
 DEFAULT_VOCAB_SIZE = 4096
 _INVALID_RUN = re.compile("([\udc80-\udcff]+)")  # bytes that surrogateescape could not decode
@@ -83,10 +104,8 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int, path: str | Path)
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tokenizer.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tokenizer.save(str(tmp))
     return path
 
 
@@ -128,9 +147,9 @@ def load_bpe_tokenizer(path: str | Path) -> Any:
 
 
 class BpePatcher:
-    """Patches = byte-level BPE tokens; see the module docstring for the exact rule."""
+    """Patches = byte-level BPE tokens; see the module docstring for the two row kinds."""
 
-    incremental = False
+    incremental = False  # raw rows; the delimited stream is prefix-stable (start_stepper)
 
     def __init__(self, config: BpeConfig) -> None:
         self.config = config
@@ -153,20 +172,67 @@ class BpePatcher:
             raise InputError(f"bpe tokenizer covered {sum(lengths)} of {len(raw)} bytes; is it a byte-level BPE?")
         return lengths
 
+    # --- the delimited stream -------------------------------------------------------------
+    def delimit(self, tokens: torch.Tensor | list[int], *, open_end: bool = False) -> torch.Tensor:
+        """``LongTensor[N]`` -> ``LongTensor[M]``: a delimiter after every BPE piece of every run of
+        bytes (delimiters already present are dropped first, so this is idempotent). Special tokens
+        stay where they are. ``open_end``: when the row ends with a byte, its last piece gets no
+        delimiter (a prompt: the model decides whether that piece is complete)."""
+        ids = [t for t in (tokens.tolist() if isinstance(tokens, torch.Tensor) else list(tokens)) if t != BPE_ID]
+        out: list[int] = []
+        for is_byte, group in itertools.groupby(ids, key=lambda t: t >= OFFSET):
+            run = list(group)
+            if not is_byte:
+                out += run
+                continue
+            pos = 0
+            for n in self.token_byte_lengths(bytes(t - OFFSET for t in run)):
+                out += run[pos : pos + n]
+                out.append(BPE_ID)
+                pos += n
+        if open_end and ids and ids[-1] >= OFFSET:
+            out.pop()
+        return torch.tensor(out, dtype=torch.long)
+
+    def prepare_document(self, tokens_N: torch.Tensor) -> torch.Tensor:
+        """Data pipeline hook: a document (``BOS bytes... EOS``) as the model reads it, every piece delimited."""
+        return self.delimit(tokens_N)
+
+    def prepare_prompt(self, ids: list[int]) -> list[int]:
+        """Generation hook: a prompt delimited as training delimits, its last piece left open."""
+        return self.delimit(ids, open_end=True).tolist()
+
+    def patch_prepared(self, tokens: torch.Tensor, *, include_next_token: bool = False,
+                       entropies: torch.Tensor | None = None) -> Patches:
+        """The delimiter rule on every row, delimiter or not (a generation prefix may hold none yet)."""
+        return self._patch(tokens, include_next_token, delimited=True)
+
+    def start_stepper(self, batch: int) -> DelimiterStarts:
+        """Cached generation on the delimited stream (the delimiter rule one token at a time)."""
+        return DelimiterStarts()
+
+    # --- patching -------------------------------------------------------------------------
     def patch(self, tokens: torch.Tensor, *, include_next_token: bool = False, entropies: torch.Tensor | None = None) -> Patches:
-        """``tokens``: ``LongTensor[B, N]`` or ``[N]`` -> lengths ``[B, P]`` (``[P]``), rows sum to N (N + 1)."""
+        """``tokens``: ``LongTensor[B, N]`` or ``[N]`` -> lengths ``[B, P]`` (``[P]``), rows sum to N (N + 1).
+        A row holding a delimiter follows the delimiter rule, any other row the raw rule."""
+        return self._patch(tokens, include_next_token, delimited=None)
+
+    def _patch(self, tokens: torch.Tensor, include_next_token: bool, delimited: bool | None) -> Patches:
         tokens_BN, squeeze = as_batch(tokens)
         B, N = tokens_BN.shape
         n_out = N + int(include_next_token)
         starts = dynamic_prefix(B, n_out, tokens_BN.device)
         special = tokens_BN < OFFSET
-        starts[:, :N] |= special
-        starts[:, 1:n_out] |= special[:, : n_out - 1]
-        if include_next_token:
-            starts[:, N] = True
-        rows, cols = self._token_starts(tokens_BN)
-        if rows:
-            starts[torch.tensor(rows), torch.tensor(cols)] = True
+        starts[:, 1:n_out] |= special[:, : n_out - 1]  # both rules: a special ends its patch
+        raw_B = (tokens_BN != BPE_ID).all(dim=1) if delimited is None else torch.full((B,), not delimited)
+        if raw_B.any():
+            raw = raw_B.nonzero().flatten()
+            starts[raw, :N] |= special[raw]  # raw rule: a special also starts its own patch
+            if include_next_token:
+                starts[raw, N] = True
+            rows, cols = self._token_starts(tokens_BN[raw])
+            if rows:
+                starts[raw[torch.tensor(rows)], torch.tensor(cols)] = True
         return finish(starts, self.config.max_patch_length, squeeze)
 
     def _token_starts(self, tokens_BN: torch.Tensor) -> tuple[list[int], list[int]]:
@@ -184,6 +250,16 @@ class BpePatcher:
                     cols += inner
                 pos += len(ids)
         return rows, cols
+
+
+class DelimiterStarts:
+    """Generation on the delimited stream: position t + 1 starts a patch iff token t is a special
+    (delimiter, pad, BOS, EOS); position 1 always does (the dynamic prefix)."""
+
+    def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
+        if t == 0:
+            return torch.ones_like(tokens_B, dtype=torch.bool)
+        return tokens_B < OFFSET
 
 
 @hookimpl

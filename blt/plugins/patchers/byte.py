@@ -20,11 +20,21 @@ class BytePatcher:
     def __init__(self, config: ByteConfig) -> None:
         self.config = config
 
+    def start_stepper(self, batch: int) -> ByteStarts:
+        return ByteStarts()
+
     def patch(self, tokens: torch.Tensor, *, include_next_token: bool = False, entropies: torch.Tensor | None = None) -> Patches:
         tokens_BN, squeeze = as_batch(tokens)
         B, N = tokens_BN.shape
         starts = torch.ones(B, N + int(include_next_token), dtype=torch.bool, device=tokens_BN.device)
         return finish(starts, self.config.max_patch_length, squeeze)
+
+
+class ByteStarts:
+    """Generation: every position starts a patch."""
+
+    def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
+        return torch.ones_like(tokens_B, dtype=torch.bool)
 
 
 @hookimpl

@@ -39,6 +39,9 @@ class SpacePatcher:
     def __init__(self, config: SpaceConfig) -> None:
         self.config = config
 
+    def start_stepper(self, batch: int) -> SpaceStarts:
+        return SpaceStarts()
+
     def patch(self, tokens: torch.Tensor, *, include_next_token: bool = False, entropies: torch.Tensor | None = None) -> Patches:
         tokens_BN, squeeze = as_batch(tokens)
         B, N = tokens_BN.shape
@@ -48,6 +51,21 @@ class SpacePatcher:
             # Start(p) for p >= 2 iff token p - 1 is marked.
             starts[:, 2:] = marked_positions(tokens_BN)[:, 1 : n_out - 1]
         return finish(starts, self.config.max_patch_length, squeeze)
+
+
+class SpaceStarts:
+    """Generation: Start(t + 1) for t >= 1 iff token t is marked (from tokens t - 1 and t only);
+    Start(1) always (the dynamic prefix)."""
+
+    def __init__(self) -> None:
+        self.prev_B: torch.Tensor | None = None
+
+    def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
+        window_BW = tokens_B[:, None] if self.prev_B is None else torch.stack([self.prev_B, tokens_B], dim=1)
+        self.prev_B = tokens_B
+        if t == 0:
+            return torch.ones_like(tokens_B, dtype=torch.bool)
+        return marked_positions(window_BW)[:, -1]
 
 
 @hookimpl

@@ -22,12 +22,25 @@ class StridedPatcher:
     def __init__(self, config: StridedConfig) -> None:
         self.config = config
 
+    def start_stepper(self, batch: int) -> StridedStarts:
+        return StridedStarts(self.config.patch_size)
+
     def patch(self, tokens: torch.Tensor, *, include_next_token: bool = False, entropies: torch.Tensor | None = None) -> Patches:
         tokens_BN, squeeze = as_batch(tokens)
         B, N = tokens_BN.shape
         pos = torch.arange(N + int(include_next_token), device=tokens_BN.device)
         starts = (pos % self.config.patch_size == 0).expand(B, -1)
         return finish(starts, self.config.max_patch_length, squeeze)
+
+
+class StridedStarts:
+    """Generation: position t + 1 starts a patch iff ``(t + 1) % k == 0``."""
+
+    def __init__(self, patch_size: int) -> None:
+        self.patch_size = patch_size
+
+    def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
+        return torch.full_like(tokens_B, (t + 1) % self.patch_size == 0, dtype=torch.bool)
 
 
 @hookimpl

@@ -1,8 +1,9 @@
-"""The experiment config: fixed sections plus one tagged component per plugin family.
+"""The experiment config and ``build_model``: fixed sections plus one tagged component per family.
 
 The component unions depend on what is registered, so the struct type is built per registry.
 Kinds are checked against the registry before decoding, so an unknown kind lists the registered
-alternatives and suggests the closest.
+alternatives and suggests the closest. This module sits above ``core``, ``model``, ``data`` and
+``train`` (it imports their config structs); none of them imports it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import msgspec
 from blt.core.config import ComponentConfig, Config, convert, read_config_file
 from blt.core.errors import ConfigError
 from blt.core.registry import Registry, registry_for
-from blt.baselines.config import BaselineConfig
 from blt.core.specs import FAMILY_OF_SECTION
 from blt.data.config import DataConfig
-from blt.model.config import ModelConfig
-from blt.train.config import BudgetConfig, TrainConfig
+from blt.train.config import BudgetConfig, RunConfig, TrainConfig, check_moved_to_run
 
 
 class PluginsConfig(Config):
@@ -32,15 +31,15 @@ class PluginsConfig(Config):
 
 # Fixed (non-plugin) sections: name -> struct type. Later subsystems add theirs here.
 FIXED_SECTIONS: dict[str, type] = {
-    "model": ModelConfig,
     "plugins": PluginsConfig,
     "data": DataConfig,
     "train": TrainConfig,
     "budget": BudgetConfig,
-    "baseline": BaselineConfig,
+    "run": RunConfig,  # the run environment: a run's fingerprint is every section but this one
 }
 
 DEFAULT_KINDS: dict[str, str] = {
+    "model": "blt",
     "patcher": "space",
     "encoder": "cross_attention",
     "decoder": "cross_attention",
@@ -87,9 +86,36 @@ def load_experiment(source: str | Path | Mapping[str, Any] | msgspec.Struct, reg
             value = data[section]
             if isinstance(value, str):
                 data[section] = value = {"kind": value}
+            elif isinstance(value, Mapping) and "kind" not in value and section in DEFAULT_KINDS:
+                data[section] = value = {"kind": DEFAULT_KINDS[section], **value}  # e.g. [model] alone: a BLT
             if not isinstance(value, ComponentConfig):
                 registry.config(family, value, path=f"$.{section}")  # names the field path on error
+    check_moved_to_run(data)
     return convert(data, experiment_type(registry), "$"), registry
+
+
+def build_model(
+    config: Any,
+    registry: Registry | None = None,
+    *,
+    patcher: Any = None,
+    device: Any = None,
+    training: bool = False,
+) -> Any:
+    """Build the experiment's ``[model]`` (struct, TOML/JSON path or mapping) through its model plugin.
+
+    ``patcher``: the experiment's patcher when already built (models that read it, e.g. the
+    BPE-token transformer's tokenizer, build it otherwise). ``training=True`` also checks that
+    the attention backend can run backward on ``device`` (default: CPU). The model is created on
+    CPU and moved to ``device`` when given.
+    """
+    import torch
+
+    experiment, registry = load_experiment(config, registry)
+    spec = registry.spec("models", experiment.model.kind, path="$.model")
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    model = spec.build(experiment, registry, patcher=patcher, device=target, training=training)
+    return model.to(target) if device is not None else model
 
 
 def experiment_schema(registry: Registry) -> dict[str, Any]:
@@ -113,4 +139,4 @@ def with_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
     return out
 
 
-__all__ = ["experiment_schema", "experiment_type", "load_experiment", "with_overrides", "ConfigError"]
+__all__ = ["build_model", "experiment_schema", "experiment_type", "load_experiment", "with_overrides", "ConfigError"]

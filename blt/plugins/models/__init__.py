@@ -1,0 +1,1 @@
+"""Builtin model plugins: the BLT and the token-level transformer baselines."""
