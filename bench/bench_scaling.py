@@ -66,11 +66,10 @@ def measure(model: torch.nn.Module, timer: ComponentTimer, cfg: dict, n: int, pa
         split["head_and_loss"] = (t1 - t0) - sum(split.values())
         splits.append(split)
     i = sorted(range(repeats), key=lambda j: times[j])[repeats // 2]
-    from blt.experiment import load_experiment
-    from blt.flops import blt_forward_flops
+    from blt.experiment import build_model
 
-    exp, _ = load_experiment(common.experiment(cfg))
-    flops = blt_forward_flops(exp, n, int((lengths > 0).sum()))
+    n_patches = int((lengths > 0).sum())
+    flops = build_model(common.experiment(cfg)).flops(n, n / max(n_patches - 1, 1))  # P = 1 + N / a
     total_flops = sum(flops.values())
     return {"seq_len": n, "patch": patch, "step_s": times[i], "forward_s": fwd_times[i],
             "bytes_per_s": n / times[i], "forward_split_s": splits[i],

@@ -229,15 +229,14 @@ def matmul_peak(n: int = 2048, repeats: int = 7) -> float:
 
 def train_flops(cfg_or_experiment: dict[str, Any], n_bytes: int, lengths: torch.Tensor) -> float:
     """Training FLOPs of one step (3 x forward, blt.flops) summed over the rows of ``lengths``."""
-    from blt.experiment import load_experiment
-    from blt.flops import blt_forward_flops
+    from blt.experiment import build_model
 
     exp = cfg_or_experiment if "model" in cfg_or_experiment else experiment(cfg_or_experiment)
-    experiment_struct, _ = load_experiment(exp)
+    model = build_model(exp)
     total = 0.0
     for row in lengths:
-        n_patches = int((row > 0).sum())
-        total += sum(blt_forward_flops(experiment_struct, n_bytes, n_patches).values())
+        n_patches = int((row > 0).sum())  # the model's formula takes P = 1 + N / a
+        total += sum(model.flops(n_bytes, n_bytes / max(n_patches - 1, 1)).values())
     return 3 * total
 
 

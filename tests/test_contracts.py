@@ -31,7 +31,7 @@ def test_builtin_rule_patchers_pass_every_contract(registry, target):
     kind, config = (target, None) if isinstance(target, str) else (target["kind"], target)
     results = check_patcher(kind, registry=registry, config=config, max_examples=25)
     assert [r.name for r in results] == ["row_sums", "layout", "max_patch_length", "batch_consistency",
-                                         "deterministic", "incremental"]
+                                         "deterministic", "include_next_token", "incremental"]
 
 
 class ToyConfig(PatcherConfig, tag="toy"):
@@ -66,6 +66,17 @@ class Lookahead(Toy):
         if n_out > 2:
             ahead = torch.nn.functional.pad(tokens_BN == 4 + ord(" "), (0, 1))
             starts[:, 2:] = ahead[:, 2:n_out]
+        return starts
+
+
+class TrainingLookahead(Toy):
+    """Prefix-stable in each mode, but with include_next_token a patch also starts *before* a space."""
+
+    def starts(self, tokens_BN, n_out):
+        starts = super().starts(tokens_BN, n_out)
+        if n_out > tokens_BN.shape[1] and n_out > 2:
+            ahead = torch.nn.functional.pad(tokens_BN == 4 + ord(" "), (0, 1))
+            starts[:, 2:] |= ahead[:, 2:n_out]
         return starts
 
 
@@ -120,6 +131,7 @@ def test_a_correct_toy_passes():
     (Lookahead(), "incremental", "declares incremental=True"),
     (ModestToy(), "incremental", "no counterexample"),
     (DropsLastToken(), "row_sums", "row sums"),
+    (TrainingLookahead(), "include_next_token", "without include_next_token"),
     (IgnoresMaxLength(), "max_patch_length", "max_patch_length="),
     (BatchDependent(), "batch_consistency", "in batch"),
     (Noisy(), "deterministic", ""),

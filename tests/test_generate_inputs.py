@@ -22,7 +22,7 @@ class ThirdPartySpace:
     def __init__(self, inner, stepper=False):
         self.inner, self.config = inner, inner.config
         if stepper:  # the optional protocol: final starts of position t + 1, one byte at a time
-            from blt.generate.patch_starts import SpaceStarts
+            from blt.plugins.patchers.space import SpaceStarts
 
             self.start_stepper = lambda batch: SpaceStarts()
 
@@ -106,10 +106,35 @@ def test_unsupported_component_refused_with_a_clear_message(registry, entropy_fi
     original = model.encoder
     model.encoder = torch.nn.Identity()
     try:
-        with pytest.raises(UnavailableError, match="no incremental form of encoder Identity.*cache=False"):
+        with pytest.raises(UnavailableError, match="encoder Identity has no incremental step.*cache=False"):
             generate(model, get_patcher(registry, "space", entropy_files), ["ab"], max_new_bytes=2)
     finally:
         model.encoder = original
+
+
+def test_changed_forward_without_its_own_step_is_refused(registry, entropy_files):
+    """A subclass that overrides forward but inherits its parent's step is refused, never silently
+    wrong; giving it a step of its own lifts the refusal; --no-cache works throughout."""
+    model = get_model(registry, "pooling", "add")
+    patcher = get_patcher(registry, "space", entropy_files)
+    parent = type(model.encoder)
+
+    class Shifted(parent):
+        def forward(self, tokens_BN, layout, attends):
+            bytes_BND, patches_BPE = super().forward(tokens_BN, layout, attends)
+            return bytes_BND, patches_BPE + 1.0
+
+    model.encoder.__class__ = Shifted
+    with pytest.raises(UnavailableError, match=f"overrides forward.*inherits incremental_step.*{parent.__name__}"):
+        generate(model, patcher, ["ab"], max_new_bytes=2)
+    assert len(generate(model, patcher, ["ab"], max_new_bytes=2, cache=False)[0]) == 2
+
+    class Declared(Shifted):  # says its step is right (here: deliberately the parent's)
+        def incremental_step(self, *args):
+            return parent.incremental_step(self, *args)
+
+    model.encoder.__class__ = Declared
+    assert len(generate(model, patcher, ["ab"], max_new_bytes=2)[0]) == 2
 
 
 # --- checkpoints and the command line --------------------------------------------------------------

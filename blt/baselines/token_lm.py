@@ -31,7 +31,7 @@ from blt.model.attention import bind
 from blt.model.blocks import RMSNorm, trunc_normal_
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
 from blt.model.masks import PATCH_BLOCK_CAUSAL, MaskDescription
-from blt.tokens import EOS_ID, OFFSET, PAD_ID, VOCAB_SIZE
+from blt.tokens import BPE_ID, EOS_ID, OFFSET, PAD_ID, VOCAB_SIZE
 
 
 def check_token_lm_attention(experiment: Any, registry: Any, *, training: bool, device: Any) -> None:
@@ -76,13 +76,19 @@ class TokenLM(nn.Module):
 
     def token_ids(self, row_BN1: torch.Tensor, patch_lengths_BP: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row positions ``[B, N + 1]`` (inputs plus the last target) and lengths summing to ``N + 1``
-        -> ``(ids[B, T], n_bytes[B, T])``: one token per patch (more for cut fragments), 0-padded."""
+        -> ``(ids[B, T], n_bytes[B, T])``: one token per patch (more for cut fragments), 0-padded.
+
+        Rows of the bpe patcher's delimited stream: a BPE delimiter (id 3, the last token of each
+        patch) is a boundary, not a token, and covers no byte. Only a delimiter at row position 0
+        stays, as a token of no bytes: the first token is context, never a target, so the tokens
+        after it are targets exactly when their row positions are."""
         rows_ids, rows_bytes = [], []
         for row, lengths in zip(row_BN1.tolist(), patch_lengths_BP.tolist()):
             ids, nbytes, pos = [], [], 0
             for length in lengths:
                 if length == 0:
                     break
+                first = pos == 0
                 piece, pos = row[pos : pos + length], pos + length
                 start = 0
                 for i in range(len(piece) + 1):  # split the patch into specials and byte runs
@@ -92,9 +98,9 @@ class TokenLM(nn.Module):
                                 ids.append(tid)
                                 nbytes.append(0)
                             nbytes[-1] = i - start  # credit the run's bytes to its last token
-                        if i < len(piece):
+                        if i < len(piece) and (piece[i] != BPE_ID or (first and i == 0)):
                             ids.append(piece[i])
-                            nbytes.append(0 if piece[i] == PAD_ID else 1)
+                            nbytes.append(0 if piece[i] in (PAD_ID, BPE_ID) else 1)
                         start = i + 1
             rows_ids.append(ids)
             rows_bytes.append(nbytes)

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from blt.generate.prompts import prompt_tokens
 
     loaded = load_generator(args.checkpoint, device=args.device)
-    prompt_tokens(args.prompt, loaded.context)  # every prompt checked before any output
+    prompt_tokens(args.prompt, loaded.context, loaded.patcher)  # every prompt checked before any output
     out = sys.stdout.buffer
     options = dict(max_new_bytes=args.max_bytes, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
                    seed=params.seed, stop_at_eos=args.stop_at_eos, cache=args.cache, context=loaded.context)

@@ -7,12 +7,12 @@ import json
 from typing import Any
 
 NAME = "plugins"
-HELP = "list registered patchers, encoders, decoders and attention backends with their provenance"
+HELP = "list registered patchers, encoders, decoders, attention backends and models with their provenance"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    parser.add_argument("--family", choices=["patchers", "encoders", "decoders", "attention"], help="only this family")
+    parser.add_argument("--family", choices=["patchers", "encoders", "decoders", "attention", "models"], help="only this family")
 
 
 def component_rows(registry: Any, family: str | None = None) -> list[dict[str, Any]]:

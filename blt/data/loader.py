@@ -24,7 +24,8 @@ from blt.data.config import DataConfig
 from blt.data.packing import pack_row, pad_lengths, trim_front
 from blt.data.sources import DataError, iter_documents, source_fingerprint
 from blt.data.store import Store, build_store, default_cache_dir
-from blt.tokens import BPE_ID, PAD_ID
+from blt.tokens import PAD_ID
+from blt.train.objective import target_byte_count
 
 
 @attrs.frozen(eq=False)
@@ -45,12 +46,7 @@ class Batch:
 
     @property
     def n_targets(self) -> int:
-        return count_target_bytes(self.targets)
-
-
-def count_target_bytes(targets: Any) -> int:
-    """Targets that are bytes of the text: neither pad nor the BPE delimiter (tensor or array)."""
-    return int(((targets != PAD_ID) & (targets != BPE_ID)).sum())
+        return target_byte_count(self.targets)
 
 
 def patcher_fingerprint(patcher: Any, patcher_config: Any) -> str:
@@ -82,9 +78,10 @@ def open_store(config: DataConfig, split: str, patcher: Any, patcher_config: Any
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     online = config.patches == "online"
     prepare = getattr(patcher, "prepare_document", None)
-    tag = patcher_fingerprint(patcher, patcher_config)
     if online:  # tokens only; prepared tokens still depend on the patcher
-        tag = "online" if prepare is None else f"online-{tag}"
+        tag = "online" if prepare is None else f"online-{patcher_fingerprint(patcher, patcher_config)}"
+    else:
+        tag = patcher_fingerprint(patcher, patcher_config)
     key = f"{split}-{source_fingerprint(config, split)}-{tag}"
     dest = cache / key
     if not (dest / "meta.json").is_file():
@@ -100,7 +97,7 @@ def _to_batch(rows: list[tuple[np.ndarray, np.ndarray]], rank: int, world: int) 
     per = len(rows) // world
     mine = rows[rank * per : (rank + 1) * per]
     toks = torch.from_numpy(np.stack([t for t, _ in mine]))
-    global_targets = sum(count_target_bytes(t[1:]) for t, _ in rows)
+    global_targets = sum(target_byte_count(t[1:]) for t, _ in rows)
     return Batch(tokens=toks[:, :-1].contiguous(), targets=toks[:, 1:].contiguous(),
                  patch_lengths=torch.from_numpy(pad_lengths([p for _, p in mine])), global_targets=global_targets)
 
@@ -197,4 +194,4 @@ def eval_batches(store: Store, seq_len: int, batch_size: int, max_bytes: int | N
     yield from flush_rows(True)
 
 
-__all__ = ["Batch", "TrainStream", "count_target_bytes", "eval_batches", "open_store"]
+__all__ = ["Batch", "TrainStream", "eval_batches", "open_store"]

@@ -105,7 +105,7 @@ def _iter_jsonl_file(path: Path, text_field: str) -> Iterator[tuple[str, bytes]]
 
 
 def held_out(split_key: str) -> bool:
-    """THE held-out rule for file corpora (the data pipeline's and the entropy models' alike)."""
+    """The one held-out rule for file corpora, shared by the data pipeline and the entropy-model corpus."""
     return int(hashlib.sha256(split_key.encode("utf-8", errors="surrogateescape")).hexdigest(), 16) % HELDOUT_MODULUS == 0
 
 

@@ -40,7 +40,7 @@ def generate_detailed(
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     if isinstance(max_new_bytes, bool) or not isinstance(max_new_bytes, int) or max_new_bytes < 1:
         raise InputError(f"max_new_bytes must be an integer >= 1, got {max_new_bytes!r}")
-    ids = prompt_tokens(prompts, context)
+    ids = prompt_tokens(prompts, context, patcher)
     check_patcher(patcher, cache)
     rows = RowOutputs(len(ids), max_new_bytes, stop_at_eos, Sampler(params, len(ids)), stream, keep_logits)
     with torch.inference_mode():
@@ -74,8 +74,9 @@ def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_byte
 
 
 def check_patcher(patcher: Any, cache: bool) -> None:
-    """Refuse a non-incremental patcher for cached generation, and an entropy patcher without its model."""
-    if cache and not getattr(patcher, "incremental", False):
+    """Refuse cached generation with a patcher that cannot patch on the fly (not incremental and no
+    ``start_stepper``), and an entropy patcher without its model."""
+    if cache and not getattr(patcher, "incremental", False) and not callable(getattr(patcher, "start_stepper", None)):
         raise UnavailableError(
             f"the {_kind(patcher)} patcher is not incremental (appending bytes can move earlier patch boundaries), "
             "so cached generation cannot patch on the fly; use cache=False (blt generate --no-cache) or an incremental "

@@ -45,7 +45,7 @@ class RepatchStarts:
 
 def rule_stepper(patcher: Any, batch: int) -> StartStepper:
     """The patcher's own stepper (``start_stepper``), else re-patching; refuses non-incremental patchers."""
-    if not getattr(patcher, "incremental", False):
+    if not getattr(patcher, "incremental", False) and not callable(getattr(patcher, "start_stepper", None)):
         raise UnavailableError(
             f"patcher {type(patcher).__name__} is not incremental (appending bytes can move earlier patch "
             "boundaries), so cached generation cannot patch on the fly; use cache=False (--no-cache) "

@@ -6,6 +6,10 @@ must already start with BOS. A prompt must hold at least one byte after BOS: gen
 alone is refused (BLT's first patch is BOS by itself; with nothing after it there is nothing to
 condition on, and the reference never does it either).
 
+A patcher whose model reads a prepared stream gives ``prepare_prompt(ids) -> ids`` (``bpe``
+delimits the prompt's pieces as training does, leaving the last one open); generation applies it
+to every prompt, before the context check.
+
 The *context* of a model is the number of token positions (BOS included) it was trained on: the
 experiment's ``data.seq_len`` for models trained here, ``max_position_embeddings`` for converted
 Hugging Face models. A longer prompt is refused; generation may run past the context (the local
@@ -23,8 +27,9 @@ from blt.core.errors import InputError
 from blt.tokens import BOS_ID, VOCAB_SIZE, encode
 
 
-def prompt_tokens(prompts: Any, context: int | None = None) -> list[list[int]]:
-    """Normalise and check prompts; returns one list of token ids per prompt."""
+def prompt_tokens(prompts: Any, context: int | None = None, patcher: Any = None) -> list[list[int]]:
+    """Normalise and check prompts; returns one list of token ids per prompt (prepared by the
+    patcher's ``prepare_prompt`` when it has one)."""
     if isinstance(prompts, torch.Tensor):
         if prompts.dim() not in (1, 2):
             raise InputError(f"token prompts must have shape [N] or [B, N], got {list(prompts.shape)}")
@@ -38,6 +43,9 @@ def prompt_tokens(prompts: Any, context: int | None = None) -> list[list[int]]:
     if not rows:
         raise InputError("no prompts given: pass at least one prompt")
     out = [_one(i, p) for i, p in enumerate(rows)]
+    prepare = getattr(patcher, "prepare_prompt", None)
+    if prepare is not None:
+        out = [list(prepare(ids)) for ids in out]
     if context is not None:
         for i, ids in enumerate(out):
             if len(ids) > context:

@@ -102,7 +102,7 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     """Build blt's ``(model, patcher)`` from a port config dict and its (HF-named) tensors."""
     from blt.core.registry import make_registry
     from blt.entropy.transformer import TransformerEntropyConfig, TransformerEntropyModel
-    from blt.model.build import build_model
+    from blt.experiment import build_model
 
     hf = read_hf_config(config, {k: tuple(v.shape) for k, v in tensors.items()})
     registry = registry if registry is not None else make_registry(autoload=False)

@@ -12,42 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import attrs
 import torch
-from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
-from hypothesis.errors import Flaky, FlakyFailure, NoSuchExample
 
 from blt.testing import strategies as bst
 from blt.testing.incremental import IncrementalCounterexample, incremental_violation, nonzero_lengths, show_tokens
+from blt.testing.results import ContractResult, raise_failures
+from blt.testing.search import search
 from blt.testing.subject import Subject, resolve_subject
 from blt.tokens import encode
 
 Violation = Callable[[Subject, Any], "str | None"]
-
-
-@attrs.frozen
-class ContractResult:
-    """One contract's outcome; ``counterexample`` is the shrunk input that broke it (or, for a
-    non-incremental patcher, the input that shows it is not prefix-stable).
-
-    ``skipped``: the contract could not be checked here (``detail`` says why, e.g. a backend
-    unavailable on this machine); such a result is not a failure (``passed`` is True) but claims
-    nothing. ``status`` is ``"pass"``, ``"skip"`` or ``"FAIL"``."""
-
-    name: str
-    passed: bool
-    detail: str
-    counterexample: Any = None
-    skipped: bool = False
-
-    @property
-    def status(self) -> str:
-        return "FAIL" if not self.passed else "skip" if self.skipped else "pass"
-
-    @classmethod
-    def skip(cls, name: str, detail: str) -> ContractResult:
-        return cls(name, True, detail, skipped=True)
 
 
 def split_reference(lengths: list[int], m: int) -> list[int]:
@@ -183,35 +158,9 @@ CONTRACTS: dict[str, tuple[str, Violation, Callable[[Subject], st.SearchStrategy
 }
 
 
-def _settings(max_examples: int) -> settings:
-    return settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=list(HealthCheck))
-
-
 def _search(subject: Subject, violation: Violation, strategy: st.SearchStrategy, max_examples: int) -> tuple[Any, str] | None:
-    """Shrunk (example, message) violating the property, or None if none was found. A patcher
-    that answers the same input differently makes the search flaky: that is reported too."""
-    last: list[Any] = []
-
-    def describe(example: Any) -> str | None:
-        try:
-            return violation(subject, example)
-        except Exception as exc:  # a crash is a violation too (and gets shrunk)
-            return f"raised {type(exc).__name__}: {exc}"
-
-    def violated(example: Any) -> bool:
-        found = describe(example) is not None
-        if found:
-            last[:] = [example]
-        return found
-
-    try:
-        example = find(strategy, violated, settings=_settings(max_examples))
-    except NoSuchExample:
-        return None
-    except (Flaky, FlakyFailure):
-        return last[0], "flaky: the same input gave a violation once and not the next time (is patch() deterministic?)"
-    return example, describe(example) or "violation did not reproduce (is patch() deterministic?)"
+    """Shrunk (example, message) violating the property, or None if none was found."""
+    return search(lambda example: violation(subject, example), strategy, max_examples)
 
 
 def find_incremental_counterexample(target: Any, *, registry: Any = None, config: Any = None, max_examples: int = 200,
@@ -282,7 +231,7 @@ def run_contracts(target: Any, *, registry: Any = None, config: Any = None, max_
         if name not in names:
             continue
         if name == "max_patch_length" and subject.variant(max_patch_length=1) is None:
-            results.append(ContractResult(name, True, "skipped: no config to build a max_patch_length variant from"))
+            results.append(ContractResult.skip(name, "no config to build a max_patch_length variant from"))
             continue
         found = _search(subject, violation, strategy(subject), max_examples)
         if found is None:
@@ -299,9 +248,4 @@ def run_contracts(target: Any, *, registry: Any = None, config: Any = None, max_
 def check_patcher(target: Any, *, registry: Any = None, config: Any = None, max_examples: int = 50) -> list[ContractResult]:
     """Run every contract; raise ``AssertionError`` listing each failure with its shrunk counterexample."""
     subject = resolve_subject(target, registry=registry, config=config)
-    results = run_contracts(subject, max_examples=max_examples)
-    failed = [r for r in results if not r.passed]
-    if failed:
-        raise AssertionError(f"patcher {subject.name!r} breaks {len(failed)} contract(s):\n"
-                             + "\n".join(f"- {r.name}: {r.detail}" for r in failed))
-    return results
+    return raise_failures("patcher", subject.name, run_contracts(subject, max_examples=max_examples))

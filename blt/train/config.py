@@ -77,4 +77,17 @@ def check_moved_to_run(data: Any, path: str = "$") -> None:
                                   f"(write it as run.{name})")
 
 
-__all__ = ["BudgetConfig", "MOVED_TO_RUN", "RunConfig", "TrainConfig", "check_moved_to_run"]
+def move_to_run(data: dict[str, Any]) -> dict[str, Any]:
+    """A config recorded by an older blt (``config.json`` of a run or export) with the run
+    environment moved from ``[train]`` to ``[run]``; user-written configs get the error instead."""
+    train = data.get("train")
+    if not isinstance(train, dict) or not any(name in train for name in MOVED_TO_RUN):
+        return data
+    run = dict(data.get("run") or {})
+    for name in MOVED_TO_RUN:
+        if name in train:
+            run.setdefault(name, train[name])
+    return {**data, "train": {k: v for k, v in train.items() if k not in MOVED_TO_RUN}, "run": run}
+
+
+__all__ = ["BudgetConfig", "MOVED_TO_RUN", "RunConfig", "TrainConfig", "check_moved_to_run", "move_to_run"]

@@ -38,6 +38,7 @@ def export_weights(model: torch.nn.Module, config: Any, out: Path) -> None:
 
 def _read_config(path: Path) -> Any:
     from blt.experiment import load_experiment
+    from blt.train.config import move_to_run
 
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: cannot tell which model the checkpoint holds")
@@ -45,7 +46,7 @@ def _read_config(path: Path) -> Any:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise CheckpointError(f"{path} is corrupt: {exc}") from None
-    return load_experiment(data)
+    return load_experiment(move_to_run(data) if isinstance(data, dict) else data)
 
 
 def locate(path: str | Path) -> tuple[str, Path, Path]:

@@ -32,7 +32,7 @@ import blt
 from blt.core.config import PositiveInt
 from blt.core.errors import ConfigError
 from blt.core.specs import EncoderSpec
-from blt.flops import stack_flops
+from blt.flops import layers_flops, linear_flops
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.byte_embedding import embed_bytes, make_embeddings
 from blt.model.config import LocalEncoderConfig, SharedDims
@@ -113,12 +113,12 @@ class ConvPoolEncoder(nn.Module):
         return out_BPHE.reshape(B, num_patches, self.out_dim)
 
     def flops(self, n_bytes: float, n_patches: float, attention: str = "causal") -> dict[str, float]:
-        """Forward FLOPs of one row: convolution (2 N K d), W_c, the layers; scores and values of the pooling."""
-        c, d, N = self.config, self.d, float(n_bytes)
-        local = 2 * N * c.kernel * d + 2 * N * d * d
-        if c.layers:
-            local += stack_flops(c.layers, N, d, c.heads, c.kv_heads, c.ffn_dim, c.window, attention)
-        return {"local_encoder": local, "encoder_pooling": 2 * N * d * (c.pool_heads + self.out_dim)}
+        """Forward FLOPs of one row: the convolution ``2 N K d``, ``W_c``, the layers; the pooling's
+        scores and values (``2 N d (heads + out_dim)``; the weighted sums are not matrix products)."""
+        N = float(n_bytes)
+        conv = 2 * N * self.config.kernel * self.d + linear_flops(N, self.conv_out)
+        return {"local_encoder": conv + layers_flops(self.layers, N, self.config.window, attention),
+                "encoder_pooling": linear_flops(N, self.score) + linear_flops(N, self.value)}
 
     def incremental_step(self, batch: int, total: int, backend, like: torch.Tensor) -> ConvPoolStep:
         return ConvPoolStep(self, batch, total, backend, like)

@@ -18,7 +18,7 @@ from torch import nn
 
 import blt
 from blt.core.specs import DecoderSpec
-from blt.flops import stack_flops
+from blt.flops import layers_flops, linear_flops
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
 from blt.model.layout import PatchLayout
@@ -70,10 +70,11 @@ class GatedDecoder(nn.Module):
         return self.norm(h_BND)
 
     def flops(self, n_bytes: float, n_patches: float, attention: str = "causal") -> dict[str, float]:
-        """Forward FLOPs of one row (the model's lm_head is not included): W_g and W_v on P patches, the layers."""
-        c, N, P = self.config, float(n_bytes), float(n_patches)
-        return {"decoder_gate": 2 * 2 * P * self.d_global * self.d,
-                "local_decoder": stack_flops(c.layers, N, self.d, c.heads, c.kv_heads, c.ffn_dim, c.window, attention)}
+        """Forward FLOPs of one row (the model's lm_head is not included): W_g and W_v on the P
+        patches (``2 * 2 P d_global d``, computed per patch, then gathered), the layers over N bytes."""
+        N, P = float(n_bytes), float(n_patches)
+        return {"decoder_gate": linear_flops(P, self.gate) + linear_flops(P, self.value),
+                "local_decoder": layers_flops(self.layers, N, self.config.window, attention)}
 
     def incremental_step(self, batch: int, total: int, backend, like: torch.Tensor) -> GatedStep:
         return GatedStep(self, batch, total, backend, like)
