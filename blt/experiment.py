@@ -14,7 +14,7 @@ from typing import Any, Union
 
 import msgspec
 
-from blt.core.config import ComponentConfig, Config, convert, read_config_file
+from blt.core.config import Config, convert, read_config_file
 from blt.core.errors import ConfigError
 from blt.core.registry import Registry, registry_for
 from blt.core.specs import FAMILY_OF_SECTION
@@ -88,8 +88,8 @@ def load_experiment(source: str | Path | Mapping[str, Any] | msgspec.Struct, reg
                 data[section] = value = {"kind": value}
             elif isinstance(value, Mapping) and "kind" not in value and section in DEFAULT_KINDS:
                 data[section] = value = {"kind": DEFAULT_KINDS[section], **value}  # e.g. [model] alone: a BLT
-            if not isinstance(value, ComponentConfig):
-                registry.config(family, value, path=f"$.{section}")  # names the field path on error
+            # decoded once, here, by its registered config type (errors name the field path)
+            data[section] = registry.config(family, value, path=f"$.{section}")
     check_moved_to_run(data)
     return convert(data, experiment_type(registry), "$"), registry
 

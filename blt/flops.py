@@ -90,7 +90,8 @@ class FlopsReport:
     """Per-byte forward FLOPs by component (``entropy_model`` included, inference only)."""
 
     forward_by_component: dict[str, float]
-    avg_patch_size: float
+    avg_patch_size: float             # bytes per patch
+    bytes_per_position: float = 1.0   # < 1 when the stream holds non-byte tokens (BPE delimiters)
 
     @property
     def forward_per_byte(self) -> float:
@@ -100,6 +101,11 @@ class FlopsReport:
     @property
     def train_per_byte(self) -> float:
         return 3 * self.forward_per_byte
+
+    @property
+    def train_per_position(self) -> float:
+        """Training FLOPs per row position (what a step of ``seq_len`` positions costs, per position)."""
+        return self.train_per_byte * self.bytes_per_position
 
     @property
     def inference_per_byte(self) -> float:
@@ -121,13 +127,18 @@ def patcher_flops_per_byte(patcher: Any, n_bytes: int = 512) -> float:
     return counter.get_total_flops() / n_bytes
 
 
-def report(config: Any, model: Any, patcher: Any, *, avg_patch_size: float, seq_len: int | None = None) -> FlopsReport:
-    """Per-byte FLOPs of a model on rows of ``seq_len`` bytes (default ``[data] seq_len``): the
-    model reports its components (``model.flops``), the patcher's entropy model is measured."""
+def report(config: Any, model: Any, patcher: Any, *, avg_patch_size: float, seq_len: int | None = None,
+           bytes_per_position: float = 1.0) -> FlopsReport:
+    """Per-byte FLOPs of a model on rows of ``seq_len`` positions (default ``[data] seq_len``): the
+    model reports its components (``model.flops``), the patcher's entropy model is measured.
+
+    ``avg_patch_size``: positions per patch of the stream. ``bytes_per_position``: text bytes per
+    stream position (1 unless the patcher adds tokens, e.g. BPE delimiters), so FLOPs are per
+    byte of text and the average patch is in bytes."""
     N = float(seq_len or config.data.seq_len)
-    per_byte = {k: v / N for k, v in model.flops(N, avg_patch_size).items()}
+    per_byte = {k: v / (N * bytes_per_position) for k, v in model.flops(N, avg_patch_size).items()}
     per_byte["entropy_model"] = patcher_flops_per_byte(patcher)
-    return FlopsReport(per_byte, avg_patch_size)
+    return FlopsReport(per_byte, avg_patch_size * bytes_per_position, bytes_per_position)
 
 
 __all__ = ["FlopsReport", "attention_pairs", "cross_layer_flops", "layer_flops", "layers_flops", "linear_flops", "report", "stack_flops"]

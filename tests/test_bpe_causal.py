@@ -108,7 +108,7 @@ def test_patches_of_a_delimited_stream_are_prefix_stable(patcher, data, docs):
     assert stepped == starts
 
 
-def test_stepper_applies_max_patch_length_like_patch(tmp_path, patcher):
+def test_stepper_applies_max_patch_length_like_patch(patcher):
     capped = BpePatcher(BpeConfig(tokenizer_path=patcher.config.tokenizer_path, max_patch_length=3))
     stream = capped.prepare_document(encode("naïve café 😀 thing"))
     starts = set(starts_of(capped.patch_prepared(stream, include_next_token=True).lengths))
@@ -186,8 +186,14 @@ def test_raw_bpe_patches_leak_the_future(registry):
 
 # --- bits per byte divide by bytes --------------------------------------------------------------
 
+DOCS = ["the cat and the hat in the thing", "héllo wörld, the naïve café", "日本語 😀 and the cat",
+        "In the beginning the thing was the hat. " * 3, "x"]
+
+
 def data_config(tmp_path, **fields):
-    return DataConfig(source="builtin", builtin_sources=["kjv"], max_documents=4, seq_len=48, batch_size=2,
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in DOCS))
+    return DataConfig(source=str(corpus), heldout=str(corpus), seq_len=48, batch_size=2,
                       cache_dir=str(tmp_path / "c"), **fields)
 
 
@@ -209,8 +215,7 @@ def test_store_holds_the_delimited_stream_and_n_targets_are_bytes(tmp_path, patc
     assert batch.n_targets == want == batch.global_targets < int((targets != PAD_ID).sum())
 
 
-def test_old_bpe_stores_are_not_reused(tmp_path, patcher):
-    from blt.core.config import fingerprint
+def test_old_bpe_stores_are_not_reused(patcher):
     from blt.data.loader import patcher_fingerprint
 
     class Undelimited:  # the patcher as it was: same config and tokenizer, no prepared stream
@@ -220,7 +225,6 @@ def test_old_bpe_stores_are_not_reused(tmp_path, patcher):
             return patcher.patch(tokens, include_next_token=include_next_token)
 
     assert patcher_fingerprint(patcher, patcher.config) != patcher_fingerprint(Undelimited(), patcher.config)
-    assert fingerprint(patcher.config)  # the config alone is the same for both
 
 
 def heldout_bytes(cfg) -> int:
@@ -325,3 +329,23 @@ def test_blt_train_and_generate_on_bpe_patches(tmp_path, patcher, capsysbinary):
     assert main(["generate", str(tmp_path / "run"), "--prompt", "In the beginning", "--max-bytes", "8",
                  "--no-stream", "--no-cache"]) == 0
     assert capsysbinary.readouterr().out == cached and cached.startswith(b"In the beginning")
+
+
+def test_flops_and_patch_size_are_per_text_byte(tmp_path):
+    """A delimited stream has more positions than bytes: per-byte FLOPs and the average patch are
+    reported per byte of text, while the step budget is per position."""
+    import blt
+    from blt.experiment import load_experiment
+    from blt.train.setup import build_pieces
+    from blt import parallel
+    from _tiny import tiny
+
+    data = tiny(patcher={"kind": "bpe"}, data={"cache_dir": str(tmp_path / "cache")})
+    config, reg = load_experiment(data, blt.make_registry(autoload=False))
+    pieces = build_pieces(config, reg, parallel.init("cpu"))
+    costs = pieces.costs
+    assert 0.5 < costs.bytes_per_position < 0.95  # one delimiter per piece of a few bytes
+    N = config.data.seq_len
+    row = sum(pieces.model.flops(N, costs.avg_patch_size / costs.bytes_per_position).values())
+    assert costs.forward_per_byte == pytest.approx(row / (N * costs.bytes_per_position), rel=1e-9)
+    assert costs.train_per_position == pytest.approx(3 * row / N, rel=1e-9)

@@ -90,7 +90,7 @@ def test_render_alternates_colours_per_patch():
 
 def test_check_plugin_passes_builtin_and_shows_bpe_counterexample(capsys):
     code, out, _ = run(capsys, "check-plugin", "space", "--max-examples", "10")
-    assert code == 0 and "6 passed, 0 failed" in out
+    assert code == 0 and "7 passed, 0 failed" in out
     code, out, _ = run(capsys, "check-plugin", "bpe", "--max-examples", "10")
     assert code == 0 and "not prefix-stable, as declared" in out
 
@@ -112,7 +112,9 @@ def test_schema_prints_and_writes(capsys, tmp_path):
     (["patch", "--text", "x", "--kind", "bpe", "--set", "tokenizer_path='/no/such.json'"], "tokenizer file not found: /no/such.json"),
     (["patch", "/no/such/file.txt"], "input file not found"),
     (["patch", "--text", "x", "--set", "oops"], "expected KEY=VALUE"),
-    (["check-plugin", "nope"], "unknown patcher kind 'nope'"),
+    (["check-plugin", "nope"], "unknown kind 'nope'"),
+    (["check-plugin", "cross_attention"], "--family encoder|decoder"),
+    (["check-plugin", "--family", "encoder", "nope"], "unknown encoder kind 'nope'"),
     (["schema", "--out", "/no/such/dir/s.json"], "cannot write schema"),
 ])
 def test_bad_input_is_one_line_error_and_nonzero_exit(capsys, argv, needle):

@@ -169,15 +169,15 @@ def test_pytest_plugin_adds_one_item_per_kind_only_when_enabled(pytester, monkey
     pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
     off = pytester.runpytest(*_plugin_args())
     off.assert_outcomes(passed=1)
-    on = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-kinds", "byte,space",
+    on = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-kinds", "patcher:byte,space",
                             "--blt-contracts-max-examples", "5", "-v")
     on.assert_outcomes(passed=3)
-    on.stdout.fnmatch_lines(["*blt_contracts?byte? PASSED*", "*blt_contracts?space? PASSED*"])
+    on.stdout.fnmatch_lines(["*blt_contracts?patcher-byte? PASSED*", "*blt_contracts?patcher-space? PASSED*"])
     pytester.makeini("[pytest]\nblt_contracts = true\nblt_contracts_kinds = strided\nblt_contracts_max_examples = 5\n")
     pytester.runpytest(*_plugin_args()).assert_outcomes(passed=2)
     bad = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-kinds", "spcae")
     assert bad.ret != 0
-    bad.stderr.fnmatch_lines(["*unknown patcher kind*spcae*"])
+    bad.stderr.fnmatch_lines(["*unknown kind*spcae*"])
 
 
 def test_fixture_checks_a_patcher(pytester, monkeypatch):

@@ -17,6 +17,8 @@ from _tiny import tiny, write_toml
 from blt.cli.main import main
 from blt.testing import fake_distribution
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest on shared CPUs
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "blt-gated-parts"
 ENTRY_POINTS = {"conv_pool": "blt_gated_parts.conv_pool", "gated": "blt_gated_parts.gated", "chunked": "blt_gated_parts.chunked"}
 PARTS = {

@@ -14,6 +14,8 @@ from _tiny import tiny, write_toml
 from blt.cli.main import main
 from blt.testing import fake_distribution
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest on shared CPUs
+
 PACKAGE = '''
 """A third party's plugin: blt's own pooling encoder and add decoder under new names."""
 import blt
@@ -141,3 +143,11 @@ def test_changed_forward_without_a_step_is_refused_for_cached_generation(shifted
     assert main(["generate", str(shifted_run), "--prompt", "ab", "--max-bytes", "4", "--no-cache", "--no-stream"]) == 0
     out = capsysbinary.readouterr().out
     assert out.startswith(b"ab") and 3 <= len(out) <= 2 + 4 * 4 + 1  # up to 4 new bytes (UTF-8 replacement aside)
+
+
+def test_changed_forward_without_a_step_is_named_by_the_cached_step_contract(installed):
+    import blt
+    from blt.testing import run_encoder_contracts
+
+    (result,) = run_encoder_contracts("shifted_pool", registry=blt.make_registry(), only=["cached_step"])
+    assert result.name == "cached_step" and "ShiftedPoolingEncoder overrides forward() but inherits incremental_step()" in result.detail

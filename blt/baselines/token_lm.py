@@ -129,7 +129,7 @@ class TokenLM(nn.Module):
             return self.logits(tokens_BN).float()
         row_BN1 = torch.cat([tokens_BN, targets_BN[:, -1:]], dim=1)  # the last target is the row's last position
         if self.tokenizer is None:
-            ids_BT, bytes_BT = row_BN1, (row_BN1 != PAD_ID).long()
+            ids_BT, bytes_BT = row_BN1, ((row_BN1 != PAD_ID) & (row_BN1 != BPE_ID)).long()  # as target_byte_count
         else:
             ids_BT, bytes_BT = self.token_ids(row_BN1, patch_lengths_BP)
         logits_BTV = self.logits(ids_BT[:, :-1])

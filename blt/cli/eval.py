@@ -50,11 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate(model, store, seq_len=data.seq_len, batch_size=data.batch_size, max_bytes=args.max_bytes,
                       device=torch.device("cpu"), dtype="fp32")
-    avg = store.avg_patch_size()
-    if avg is None:
-        from blt.train.setup import measure_avg_patch_size
+    from blt.train.setup import measure_avg_patch_size, measure_bytes_per_position
 
-        avg = measure_avg_patch_size(store)
+    avg = measure_avg_patch_size(store) * measure_bytes_per_position(store)  # bytes per patch
     out = {"bpb": result["bpb"], "bytes": result["bytes"], "bytes_per_s": result["bytes_per_s"],
            "avg_patch_size": avg, "params": param_count(model), "documents": store.n_docs}
     console = Console(highlight=False, soft_wrap=True)

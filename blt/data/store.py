@@ -12,8 +12,8 @@ Stores are keyed by the source fingerprint and the patcher-config fingerprint, s
 computed once per (corpus, patcher) and reused. A patcher whose model reads a prepared stream
 (``prepare_document(tokens_N) -> tokens_M``, e.g. ``bpe`` inserting its delimiter after every
 piece) has each document prepared before it is stored and patched: ``tokens.u16`` then holds the
-prepared stream, which is what the model reads and predicts. ``online`` stores hold tokens only and patch each
-document when it is read. Building writes into a temporary directory and renames it, so a crash
+prepared stream, which is what the model reads and predicts. ``online`` stores hold tokens only
+and patch each document when it is read. Building writes into a temporary directory and renames it, so a crash
 never leaves a half-written store under the final name.
 """
 

@@ -63,7 +63,8 @@ def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_byte
     ``prompts``: a list of ``str`` / ``bytes`` / token-id sequences (starting with BOS), or a
     LongTensor ``[B, N]``. ``temperature`` 0 is greedy; ``top_k``, ``top_p`` and ``seed`` shape
     sampling. ``stop_at_eos``: a row stops at EOS (not included in its output). ``cache=True``
-    patches on the fly with KV caches (constant work per byte; needs an incremental patcher);
+    patches on the fly with KV caches (constant work per byte; needs an incremental patcher or one with a
+    ``start_stepper``, as ``bpe`` has for its delimited stream);
     ``cache=False`` recomputes everything per byte (the reference's method, the oracle).
     ``stream(row, new_bytes)`` is called as bytes are produced. ``context``: refuse prompts longer
     than this many tokens (BOS included); see :mod:`blt.generate.prompts`.

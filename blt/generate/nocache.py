@@ -2,8 +2,8 @@
 
 Each step re-patches the row's whole prefix with ``include_next_token=True`` (entropy patchers
 re-run their model over it; a patcher with ``patch_prepared`` applies its rule on the prepared
-stream, as the data pipeline does, so ``bpe`` follows its delimiters), gives BOS its own patch, runs the full model and keeps the last
-position's logits. Rows run one at a time, so they are independent by construction. Cost per byte
+stream, as the data pipeline does, so ``bpe`` follows its delimiters), gives BOS its own patch,
+runs the full model and keeps the last position's logits. Rows run one at a time, so they are independent by construction. Cost per byte
 grows with the prefix (O(T^2) overall); any patcher works, BPE included.
 """
 

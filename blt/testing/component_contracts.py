@@ -34,7 +34,7 @@ from blt.core.errors import UnavailableError
 from blt.model.layout import PatchLayout
 from blt.testing import model_inputs as mi
 from blt.testing.results import ContractResult, raise_failures
-from blt.testing.search import search
+from blt.testing.search import search, single_threaded
 from blt.tokens import EOS_ID, encode
 
 DEFAULT_EXAMPLES = 10
@@ -317,6 +317,7 @@ CHECKS: dict[str, Callable[[ComponentSubject], ContractResult]] = {
 CONTRACT_NAMES = ("mask_kinds", *SEARCHED, *CHECKS)
 
 
+@single_threaded
 def run_component_contracts(role: str, target: Any, *, registry: Any = None, config: Any = None, partner: Any = None,
                             max_examples: int = DEFAULT_EXAMPLES, device: str = "cpu",
                             only: Any = None) -> list[ContractResult]:

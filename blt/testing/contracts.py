@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from blt.testing import strategies as bst
 from blt.testing.incremental import IncrementalCounterexample, incremental_violation, nonzero_lengths, show_tokens
 from blt.testing.results import ContractResult, raise_failures
-from blt.testing.search import search
+from blt.testing.search import search, single_threaded
 from blt.testing.subject import Subject, resolve_subject
 from blt.tokens import encode
 
@@ -214,6 +214,7 @@ def preflight(subject: Subject) -> None:
     subject.patcher.patch(encode("preflight"))
 
 
+@single_threaded
 def run_contracts(target: Any, *, registry: Any = None, config: Any = None, max_examples: int = 50,
                   only: Iterable[str] | None = None) -> list[ContractResult]:
     """Run every contract on a patcher, a ``PatcherSpec`` or a registered kind (built from

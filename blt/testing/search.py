@@ -1,17 +1,47 @@
-"""Counterexample search shared by the contract suites: ``hypothesis.find`` with fixed settings.
+"""How the contract suites run: counterexample search with fixed settings, on one thread.
 
 Settings: ``deadline=None`` (torch code), ``derandomize=True`` and no example database, so a suite
-explores the same examples on every run and machine and never flakes.
+explores the same examples on every run and machine and never flakes. The models and tensors of
+a suite are tiny; with several intra-op threads on a shared machine they run many times slower
+(threads spin waiting for each other), so each suite runs on one thread (:func:`single_threaded`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import torch
 
 from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky, FlakyFailure, NoSuchExample
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one torch intra-op thread, restoring the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def single_threaded(run: F) -> F:
+    """Decorate a suite's entry point to run it under :func:`one_thread`."""
+    @functools.wraps(run)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with one_thread():
+            return run(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def contract_settings(max_examples: int) -> settings:
@@ -47,4 +77,4 @@ def search(describe: Callable[[Any], str | None], strategy: st.SearchStrategy, m
     return example, explain(example) or "violation did not reproduce (is it deterministic?)"
 
 
-__all__ = ["contract_settings", "search"]
+__all__ = ["contract_settings", "one_thread", "search", "single_threaded"]

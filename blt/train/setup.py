@@ -67,10 +67,6 @@ class RunPieces:
     heldout_store: Store
     costs: Any  # blt.flops.FlopsReport
 
-    @property
-    def avg_patch_size(self) -> float:
-        return self.costs.avg_patch_size
-
 
 def open_stores(config: Any, patcher: Any, info: parallel.DistInfo) -> tuple[Store, Store]:
     """Rank 0 builds missing stores first; the other ranks then open them."""
@@ -84,7 +80,7 @@ def open_stores(config: Any, patcher: Any, info: parallel.DistInfo) -> tuple[Sto
 
 
 def measure_avg_patch_size(store: Store, max_docs: int = 64) -> float:
-    """Mean patch length over the store (exact when cached, else over its first ``max_docs`` docs)."""
+    """Mean patch length in stream positions (exact when cached, else over its first ``max_docs`` docs)."""
     exact = store.avg_patch_size()
     if exact is not None:
         return exact
@@ -92,6 +88,17 @@ def measure_avg_patch_size(store: Store, max_docs: int = 64) -> float:
     tokens = sum(len(store.doc_tokens(i)) for i in range(n))
     patches = sum(len(store.doc_lengths(i)) for i in range(n))
     return tokens / max(patches, 1)
+
+
+def measure_bytes_per_position(store: Store, max_docs: int = 64) -> float:
+    """Text bytes per stream position over the store's first ``max_docs`` documents: 1 unless the
+    patcher's prepared stream holds tokens that are not bytes (BPE delimiters)."""
+    from blt.train.objective import target_byte_count
+
+    n = min(store.n_docs, max_docs)
+    docs = [torch.tensor(store.doc_tokens(i)) for i in range(n)]
+    positions = sum(d.numel() for d in docs)
+    return sum(target_byte_count(d) for d in docs) / positions if positions else 1.0
 
 
 def build_pieces(config: Any, registry: Any, info: parallel.DistInfo, *, training: bool = True) -> RunPieces:
@@ -103,8 +110,8 @@ def build_pieces(config: Any, registry: Any, info: parallel.DistInfo, *, trainin
     train_store, heldout_store = open_stores(config, patcher, info)
     torch.manual_seed(config.train.seed)  # identical initial weights on every rank
     model = build_network(config, registry, patcher, training=training, device=info.device if training else None)
-    avg = measure_avg_patch_size(train_store)
-    costs = flops.report(config, model, patcher, avg_patch_size=avg)
+    costs = flops.report(config, model, patcher, avg_patch_size=measure_avg_patch_size(train_store),
+                         bytes_per_position=measure_bytes_per_position(train_store))
     return RunPieces(config, registry, patcher, model, train_store, heldout_store, costs)
 
 
@@ -112,14 +119,17 @@ def bytes_per_step(config: Any) -> int:
     return config.data.seq_len * config.data.batch_size * config.train.grad_accum
 
 
-def resolve_steps(config: Any, train_flops_per_byte: float) -> int:
-    """``[train] steps`` if set, else ``floor([budget] train_flops / training FLOPs per step)``."""
+def resolve_steps(config: Any, train_flops_per_position: float) -> int:
+    """``[train] steps`` if set, else ``floor([budget] train_flops / training FLOPs per step)``.
+
+    ``train_flops_per_position``: training FLOPs per row position (a step is ``seq_len`` positions
+    per row)."""
     if config.train.steps is not None:
         return int(config.train.steps)
     budget = config.budget.train_flops
     if budget is None:
         raise ConfigError("$.train.steps: set [train] steps or [budget] train_flops to say how long to train")
-    per_step = train_flops_per_byte * bytes_per_step(config)
+    per_step = train_flops_per_position * bytes_per_step(config)
     steps = math.floor(budget / per_step)
     if steps < 1:
         raise ConfigError(f"$.budget.train_flops: {budget:.3g} FLOPs is less than one training step of this config "

@@ -66,7 +66,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
 
     pieces = build_pieces(config, registry, info)
     costs = pieces.costs
-    steps = resolve_steps(config, costs.train_per_byte)
+    steps = resolve_steps(config, costs.train_per_position)
     prints = fingerprints(config, steps)
     eval_every = max(1, steps // tc.eval_points) if tc.eval_points else tc.eval_every
     model = pieces.model.to(info.device)
@@ -92,7 +92,7 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / CONFIG, msgspec.to_builtins(config))
     metrics = MetricsWriter(out, enabled=info.is_main, resume_step=step if found else None)
-    per_step_flops = costs.train_per_byte * config.data.seq_len * config.data.batch_size * tc.grad_accum
+    per_step_flops = costs.train_per_position * config.data.seq_len * config.data.batch_size * tc.grad_accum
     progress = TrainProgress(total=steps, start=step, enabled=info.is_main and run.progress)
     start_clock = time.perf_counter()
     last_loss, last_eval = (resumed_loss if found is not None else float("nan")), None

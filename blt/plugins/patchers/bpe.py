@@ -265,4 +265,4 @@ class DelimiterStarts:
 @hookimpl
 def blt_register_patchers():
     return [PatcherSpec(name="bpe", config_type=BpeConfig, build=BpePatcher, incremental=False,
-                        summary="byte-level BPE token boundaries (tokenizers library)")]
+                        summary="byte-level BPE pieces (tokenizers library), each closed by a delimiter the model predicts")]

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models: one thread is fastest, and avoids oversubscribing shared CPUs.
+torch.set_num_threads(1)
 
 if importlib.util.find_spec("blt_gated_parts") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))

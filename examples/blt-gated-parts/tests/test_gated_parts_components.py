@@ -57,7 +57,8 @@ MASKS = {
 
 @pytest.mark.parametrize("kind", sorted(MASKS))
 def test_chunked_equals_eager_forward_and_backward(registry, kind):
-    tokens, lengths = batch(registry, ("ab. cd\nef gh ij", "x\ny z"))  # ragged rows: padding patches whose slots see no byte
+    tokens = torch.stack([blt.tokens.encode("ab. cd\nef ghi", eos=False), blt.tokens.encode("x\ny z.\n\nuvw..", eos=False)])
+    lengths = torch.tensor([[1, 2, 3, 1, 1, 2, 1, 1, 3], [1, 14, 0, 0, 0, 0, 0, 0, 0]])  # row 1: padding patches, no bytes
     mask = MASKS[kind](PatchLayout.from_lengths(tokens, lengths))
     B, Q, K = mask.shape
     g = torch.Generator().manual_seed(1)
@@ -66,6 +67,7 @@ def test_chunked_equals_eager_forward_and_backward(registry, kind):
     out, want = chunked.attend(q, k, v, chunked.prepare(mask)), eager.attend(q, k, v, eager.prepare(mask))
     torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-5)
     no_key = ~mask.dense().any(-1)  # [B, Q]
+    assert kind != "byte_to_patch" or bool(no_key.any())  # the slots of padding patches
     assert torch.equal(out.detach()[no_key.unsqueeze(1).expand(B, 2, Q)], torch.zeros(int(no_key.sum()) * 2 * 8).view(-1, 8))
     grad = torch.randn(out.shape, generator=g)
     for a, b in zip(torch.autograd.grad(out, (q, k, v), grad), torch.autograd.grad(want, (q, k, v), grad)):
@@ -189,3 +191,27 @@ def test_every_parameter_learns_with_chunked_attention(registry):
     F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)).backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     assert not missing
+
+
+# --- blt-lab's contract suites, as `blt check-plugin` runs them, on other settings too --------------
+
+@pytest.mark.parametrize("config", [None, {"layers": 0, "kernel": 1, "pool": "gated_mean", "hash_sizes": []},
+                                    {"layers": 2, "heads": 2, "kernel": 6, "out_dim": 12, "pool_heads": 3}])
+def test_encoder_contracts(registry, config):
+    from blt.testing import check_encoder
+
+    check_encoder("conv_pool", registry=registry, config=config, max_examples=4)
+
+
+@pytest.mark.parametrize("partner", [None, {"kind": "conv_pool", "heads": 2, "window": 6, "hash_buckets": 61, "ffn_dim": 32}])
+def test_decoder_contracts(registry, partner):
+    from blt.testing import check_decoder
+
+    check_decoder("gated", registry=registry, config={"heads": 2, "layers": 2, "block_documents": False}, partner=partner,
+                  max_examples=4)
+
+
+def test_attention_contracts(registry):
+    from blt.testing import check_attention
+
+    check_attention("chunked", registry=registry, max_examples=4)

@@ -4,7 +4,7 @@ learned-query attention pooling (or a gated mean) of each patch's bytes.
 For byte t of a row (``x_t``: byte + hash n-gram embedding, width d = d_local)::
 
     u_t = RMSNorm(x_t)
-    c_t = sum_{j<K} w_j * u_{t-j}            depthwise (one K-tap filter per channel), u_{<0} = 0
+    c_t = sum_{j<K} w_j * u_{t-j}            depthwise (one K-tap filter per channel, w_j = conv_weight[:, 0, K-1-j]), u_{<0} = 0
     h_t = x_t + W_c silu(c_t)                 the convolution block (residual)
     h_t <- local transformer layers (h_t)     ``layers`` of them (0: none)
 
