@@ -12,7 +12,7 @@ from blt.core.specs import DecoderSpec, EncoderSpec
 from blt.model.masks import LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE, patch_to_byte
 from blt.plugins.decoders.add import AddDecoder, AddDecoderConfig
 from blt.plugins.encoders.pooling import PoolingEncoder, PoolingEncoderConfig
-from blt.testing import check_decoder, check_encoder, run_decoder_contracts, run_encoder_contracts, run_family
+from blt.testing import check_decoder, check_encoder, run_encoder_contracts, run_family
 from blt.testing.component_contracts import CONTRACT_NAMES
 
 
@@ -145,18 +145,16 @@ def test_a_causality_counterexample_is_shrunk(broken):
     assert len(edit.ids) <= 3 and "edited after t=" in result.detail
 
 
-def test_changed_forward_without_a_step_passes_with_a_note_only_because_caching_refuses_it(broken):
-    """Never silently wrong: cached generation refuses the inherited step, --no-cache works."""
+def test_changed_forward_without_a_step_fails_the_cached_step_contract(broken):
+    """Never silently wrong: the inherited step is named as the broken contract (and cached
+    generation refuses it, while --no-cache works)."""
     result = by_name(run_encoder_contracts("scaled", registry=broken, max_examples=3))["cached_step"]
-    assert result.passed and result.detail.startswith("no incremental step (cached generation refuses it; --no-cache works)")
-    assert "inherits incremental_step() from PoolingEncoder" in result.detail
+    assert not result.passed and "inherits incremental_step() from PoolingEncoder" in result.detail
 
 
 def test_decoder_suite_catches_a_leak(broken):
-    results = by_name(run_decoder_contracts("leaky_add", registry=broken, max_examples=6))
-    assert not results["causality"].passed and results["gradients"].passed
     with pytest.raises(AssertionError, match=r"decoder 'leaky_add' breaks 1 contract\(s\):\n- causality: "):
-        check_decoder("leaky_add", registry=broken, max_examples=6, only=["causality"])
+        check_decoder("leaky_add", registry=broken, max_examples=6, only=["causality", "gradients", "flops"])
 
 
 def test_family_dispatch_needs_the_family_for_a_kind_in_two_families(registry):
@@ -175,3 +173,67 @@ def test_bad_config_propagates_as_a_config_error(registry):
 def test_declared_masks_come_from_the_class(registry):
     assert registry.encoders["pooling"].mask_kinds == {LOCAL_BLOCK_CAUSAL}
     assert registry.decoders["cross_attention"].mask_kinds == {LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE}
+
+
+# --- dispatch by family: blt check-plugin and pytest --blt-contracts ----------------------------
+
+pytest_plugins = ("pytester",)
+
+
+def test_check_plugin_runs_the_family_suite(capsys):
+    from blt.cli.main import main
+
+    assert main(["check-plugin", "--family", "encoder", "pooling", "--max-examples", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "encoder contracts for 'pooling'" in out and "7 passed, 0 failed" in out and "cached_step" in out
+    assert main(["check-plugin", "flash"]) == 0 or torch.cuda.is_available()
+    assert "skipped" in capsys.readouterr().out or torch.cuda.is_available()
+
+
+def test_check_plugin_exits_1_naming_the_failing_contract(broken, capsys, monkeypatch):
+    from blt.cli.main import main
+
+    monkeypatch.setattr("blt.core.registry.registry_for", lambda data: broken)
+    assert main(["check-plugin", "leaky", "--max-examples", "4"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "failed: causality" in out
+
+
+def _plugin_args() -> tuple[str, ...]:
+    import importlib.metadata as md
+    import os
+
+    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        if any(ep.value == "blt.testing.pytest_plugin" for ep in md.entry_points(group="pytest11")):
+            return ()
+    return ("-p", "blt.testing.pytest_plugin")
+
+
+def test_pytest_plugin_adds_one_item_per_family_and_kind(pytester, monkeypatch):
+    monkeypatch.setenv("BLT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    run = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-families", "encoder,attention,model",
+                             "--blt-contracts-kinds", "encoder:pooling,flash,bpe_token", "--blt-contracts-max-examples", "2",
+                             "-v", "-rs")
+    flash_skips = registry_flash_skips()
+    run.assert_outcomes(passed=3 + (not flash_skips), skipped=int(flash_skips))
+    run.stdout.fnmatch_lines(["*blt_contracts?encoder-pooling? PASSED*", "*blt_contracts?model-bpe_token? PASSED*"])
+    if flash_skips:
+        run.stdout.fnmatch_lines(["*attention flash: every contract skipped: unavailable:*"])
+    both = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-families", "encoder,decoder",
+                              "--blt-contracts-kinds", "cross_attention", "--collect-only", "-q")
+    both.stdout.fnmatch_lines(["*blt_contracts?encoder-cross_attention?*", "*blt_contracts?decoder-cross_attention?*"])
+    bad = pytester.runpytest(*_plugin_args(), "--blt-contracts", "--blt-contracts-families", "patchers")
+    assert bad.ret != 0
+    bad.stderr.fnmatch_lines(["*unknown family ?'patchers'?; families: patcher, encoder*"])
+
+
+def registry_flash_skips() -> bool:
+    return blt.make_registry(autoload=False).attention["flash"].is_available() is not None
+
+
+def test_plugin_fixture_checks_any_family(pytester, monkeypatch):
+    monkeypatch.setenv("BLT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(test_fixture="def test_it(blt_check_plugin):\n    blt_check_plugin('attention', 'sdpa', max_examples=2)\n"
+                                     "    blt_check_plugin(None, 'add', max_examples=2)\n")
+    pytester.runpytest(*_plugin_args()).assert_outcomes(passed=1)

@@ -25,9 +25,9 @@ def _plugin_args() -> tuple[str, ...]:
     return ("-p", "blt.testing.pytest_plugin")
 
 
-@pytest.mark.parametrize("target", ["strided", "byte", "space", "bpe", {"kind": "strided", "patch_size": 3},
-                                    {"kind": "space", "max_patch_length": 3}])
-def test_builtin_rule_patchers_pass_every_contract(registry, target):
+@pytest.mark.parametrize("target", ["strided", "byte", "space", "bpe", "entropy", "cnn_entropy",
+                                    {"kind": "strided", "patch_size": 3}, {"kind": "space", "max_patch_length": 3}])
+def test_builtin_patchers_pass_every_contract(registry, target):
     kind, config = (target, None) if isinstance(target, str) else (target["kind"], target)
     results = check_patcher(kind, registry=registry, config=config, max_examples=25)
     assert [r.name for r in results] == ["row_sums", "layout", "max_patch_length", "batch_consistency",

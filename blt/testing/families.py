@@ -20,6 +20,11 @@ import attrs
 
 from blt.core.config import suggest
 from blt.core.errors import ConfigError
+from blt.testing import attention_contracts, component_contracts, model_contracts
+from blt.testing.attention_contracts import run_attention_contracts
+from blt.testing.component_contracts import run_component_contracts
+from blt.testing.contracts import run_contracts
+from blt.testing.model_contracts import run_model_contracts
 from blt.testing.results import ContractResult, raise_failures
 
 
@@ -37,15 +42,11 @@ class Family:
 
 
 def _patcher(kind: str, *, registry: Any, config: Any, max_examples: int, **options: Any) -> list[ContractResult]:
-    from blt.testing.contracts import run_contracts
-
     return run_contracts(kind, registry=registry, config=config, max_examples=max_examples)
 
 
 def _component(role: str) -> Callable[..., list[ContractResult]]:
     def run(kind: str, *, registry: Any, config: Any, max_examples: int, device: str = "cpu", **options: Any) -> list[ContractResult]:
-        from blt.testing.component_contracts import run_component_contracts
-
         return run_component_contracts(role, kind, registry=registry, config=config, max_examples=max_examples,
                                        device=device, partner=options.get("partner"))
 
@@ -54,25 +55,21 @@ def _component(role: str) -> Callable[..., list[ContractResult]]:
 
 def _attention(kind: str, *, registry: Any, config: Any, max_examples: int, device: str = "cpu",
                **options: Any) -> list[ContractResult]:
-    from blt.testing.attention_contracts import run_attention_contracts
-
     return run_attention_contracts(kind, registry=registry, config=config, max_examples=max_examples, device=device,
                                    backward=options.get("backward"))
 
 
 def _model(kind: str, *, registry: Any, config: Any, max_examples: int, device: str = "cpu", **options: Any) -> list[ContractResult]:
-    from blt.testing.model_contracts import run_model_contracts
-
     return run_model_contracts(kind, registry=registry, config=config, max_examples=max_examples, device=device,
                                patchers=options.get("patchers"), experiment=options.get("experiment"))
 
 
 FAMILIES: dict[str, Family] = {
     "patcher": Family("patcher", "patchers", "patcher", 50, 20, _patcher),
-    "encoder": Family("encoder", "encoders", "encoder", 10, 8, _component("encoder")),
-    "decoder": Family("decoder", "decoders", "decoder", 10, 8, _component("decoder")),
-    "attention": Family("attention", "attention", "attention backend", 8, 6, _attention),
-    "model": Family("model", "models", "model", 6, 5, _model),
+    "encoder": Family("encoder", "encoders", "encoder", component_contracts.DEFAULT_EXAMPLES, 10, _component("encoder")),
+    "decoder": Family("decoder", "decoders", "decoder", component_contracts.DEFAULT_EXAMPLES, 10, _component("decoder")),
+    "attention": Family("attention", "attention", "attention backend", attention_contracts.DEFAULT_EXAMPLES, 8, _attention),
+    "model": Family("model", "models", "model", model_contracts.DEFAULT_EXAMPLES, 12, _model),
 }
 
 

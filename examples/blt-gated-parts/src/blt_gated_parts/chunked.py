@@ -81,5 +81,5 @@ class ChunkedAttention:
 
 @blt.hookimpl
 def blt_register_attention():
-    return [AttentionSpec(name="chunked", config_type=ChunkedConfig, build=ChunkedAttention, mask_kinds=MASK_KINDS,
-                          summary="exact attention in query chunks, streaming softmax over key blocks (example plugin)")]
+    return [AttentionSpec(name="chunked", config_type=ChunkedConfig, build=ChunkedAttention,  # masks: the class's
+                          summary="exact attention in query chunks, streaming softmax over key blocks")]

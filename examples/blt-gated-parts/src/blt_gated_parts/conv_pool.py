@@ -4,14 +4,15 @@ learned-query attention pooling (or a gated mean) of each patch's bytes.
 For byte t of a row (``x_t``: byte + hash n-gram embedding, width d = d_local)::
 
     u_t = RMSNorm(x_t)
-    c_t = sum_{j<K} w_j * u_{t-j}            depthwise (one K-tap filter per channel, w_j = conv_weight[:, 0, K-1-j]), u_{<0} = 0
+    c_t = sum_{j<K} w_j * u_{t-j}            depthwise: one K-tap filter per channel, u_{<0} = 0
+                                              (w_j = conv_weight[:, 0, K-1-j])
     h_t = x_t + W_c silu(c_t)                 the convolution block (residual)
     h_t <- local transformer layers (h_t)     ``layers`` of them (0: none)
 
 The convolution stays inside the row (left zero padding); like the hash n-grams it may read
 across an EOS. Patch p's vector, width ``out_dim`` (default d_global), from its bytes S_p::
 
-    s_t = W_s h_t  (one score per pooling head)       v_t = W_v h_t, split into the heads
+    s_t = W_s h_t  (a row of W_s: one learned query per pooling head)   v_t = W_v h_t, split into the heads
     attention:   a_t = softmax_{t in S_p}(s_t)        gated_mean: a_t = sigmoid(s_t) / sum_{S_p} sigmoid(s)
     patch_p = sum_{t in S_p} a_t v_t                  (a patch with no bytes is 0)
 
@@ -176,6 +177,5 @@ class ConvPoolStep:
 
 @blt.hookimpl
 def blt_register_encoders():
-    return [EncoderSpec(name="conv_pool", config_type=ConvPoolEncoderConfig, build=ConvPoolEncoder,
-                        mask_kinds=ConvPoolEncoder.mask_kinds,
-                        summary="causal depthwise byte convolution (+ local layers), attention pooling per patch (example plugin)")]
+    return [EncoderSpec(name="conv_pool", config_type=ConvPoolEncoderConfig, build=ConvPoolEncoder,  # masks: the class's
+                        summary="causal depthwise byte convolution (+ local layers), attention pooling per patch")]

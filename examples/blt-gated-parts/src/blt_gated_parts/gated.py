@@ -107,5 +107,5 @@ class GatedStep:
 
 @blt.hookimpl
 def blt_register_decoders():
-    return [DecoderSpec(name="gated", config_type=GatedDecoderConfig, build=GatedDecoder, mask_kinds=GatedDecoder.mask_kinds,
-                        summary="byte state gated and shifted by the previous patch's global state (example plugin)")]
+    return [DecoderSpec(name="gated", config_type=GatedDecoderConfig, build=GatedDecoder,  # masks: the class's
+                        summary="byte state gated and shifted by the previous patch's global state")]
