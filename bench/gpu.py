@@ -194,8 +194,8 @@ def section_train(cfg: dict, device: torch.device, peak: float | None, repeats: 
 def section_attention(device: torch.device, smoke: bool, repeats: int) -> dict:
     import blt
     import common
-    from blt.model import masks
-    from blt.model.attention import bind
+    from blt.attention import masks
+    from blt.attention.backend import bind
     from blt.model.layout import PatchLayout
 
     reg = blt.make_registry(autoload=False)

@@ -9,7 +9,7 @@ import torch
 import blt
 from blt.core.errors import UnavailableError
 from blt.core.specs import AttentionSpec
-from blt.model import masks
+from blt.attention import masks
 from blt.plugins.attention.eager import EagerAttention, EagerConfig
 from blt.plugins.attention.sdpa import SdpaAttention, SdpaConfig
 from blt.testing import check_attention, run_attention_contracts

@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blt.model import masks
-from blt.model.attention import bind
+from blt.attention import masks
+from blt.attention.backend import bind
 from blt.model.layout import PatchLayout
 from test_masks import describe, random_batch
 

@@ -9,7 +9,7 @@ import torch
 import blt
 from blt.core.errors import ConfigError
 from blt.core.specs import DecoderSpec, EncoderSpec
-from blt.model.masks import LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE, patch_to_byte
+from blt.attention.masks import LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE, patch_to_byte
 from blt.plugins.decoders.add import AddDecoder, AddDecoderConfig
 from blt.plugins.encoders.pooling import PoolingEncoder, PoolingEncoderConfig
 from blt.testing import check_decoder, check_encoder, run_encoder_contracts, run_family

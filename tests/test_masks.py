@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from blt.core.errors import InputError
 from blt.core.patching import lengths_from_starts
-from blt.model import masks
+from blt.attention import masks
 from blt.model.layout import PatchLayout
 from blt.tokens import EOS_ID
 

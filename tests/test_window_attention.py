@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from blt.model import window_attention as wa
-from blt.model.mask_plans import window_plan
-from blt.model.masks import LOCAL_BLOCK_CAUSAL, MaskDescription
+from blt.plugins.attention.sdpa import window as wa
+from blt.plugins.attention.sdpa.plans import window_plan
+from blt.attention.masks import LOCAL_BLOCK_CAUSAL, MaskDescription
 from blt.plugins.attention.eager import EagerAttention
 
 

@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from blt.core.errors import InputError
-from blt.model.attention import bind
+from blt.attention.backend import bind
 from blt.model.blocks import RMSNorm, trunc_normal_
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
-from blt.model.masks import PATCH_BLOCK_CAUSAL, MaskDescription
+from blt.attention.masks import PATCH_BLOCK_CAUSAL, MaskDescription
 from blt.tokens import BPE_ID, EOS_ID, OFFSET, PAD_ID, VOCAB_SIZE
 
 
@@ -45,7 +45,7 @@ def check_token_lm_attention(experiment: Any, registry: Any, *, training: bool, 
 class TokenLM(nn.Module):
     def __init__(self, config: Any, tokenizer: Any | None, attention: Any) -> None:
         super().__init__()
-        self.attention = attention  # an attention backend (blt.model.attention), as BLT's trunk uses
+        self.attention = attention  # an attention backend (blt.attention.backend), as BLT's trunk uses
         from blt.plugins.patchers.bpe import BYTE_TO_CHAR
 
         check_heads("$.model.global", config.d_global, config.global_heads, config.global_kv_heads)

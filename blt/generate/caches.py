@@ -12,7 +12,7 @@ which rows take part (``rows``) and which slot each writes (``slot_R``); each la
 - The global stack: row b writes slot ``n_b`` (its patch count) and only rows that close a patch
   take part in a step; the global attention is over all earlier patches, as in the model.
 
-Which keys a query may read is a :class:`~blt.model.masks.MaskDescription` over the stored keys'
+Which keys a query may read is a :class:`~blt.attention.masks.MaskDescription` over the stored keys'
 positions and document ids, bound to the model's attention backend, or to the one it names for single-query steps
 (:func:`decode_backend`).
 """
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import torch
 
-from blt.model.attention import AttentionBackend, bind
+from blt.attention.backend import AttentionBackend, bind
 from blt.model.blocks import Attend
-from blt.model.masks import MaskDescription
+from blt.attention.masks import MaskDescription
 
 EMPTY = 2**62  # position of an unused slot: never <= a query position, so causality excludes it
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from blt.generate.local_stack import ByteHistory, LocalStack
-from blt.model.attention import AttentionBackend
+from blt.attention.backend import AttentionBackend
 from blt.model.byte_embedding import embed_bytes
 
 

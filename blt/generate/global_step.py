@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 
 from blt.generate.caches import KVStore, attend_for
-from blt.model.attention import AttentionBackend
+from blt.attention.backend import AttentionBackend
 from blt.model.blocks import rope_angles
 from blt.model.global_transformer import GlobalTransformer
-from blt.model.masks import PATCH_BLOCK_CAUSAL, PATCH_CAUSAL
+from blt.attention.masks import PATCH_BLOCK_CAUSAL, PATCH_CAUSAL
 
 
 class GlobalStep:

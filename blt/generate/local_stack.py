@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from blt.generate.caches import attend_for, local_store
-from blt.model.attention import AttentionBackend
+from blt.attention.backend import AttentionBackend
 from blt.model.blocks import rope_angles
-from blt.model.masks import LOCAL_BLOCK_CAUSAL
+from blt.attention.masks import LOCAL_BLOCK_CAUSAL
 
 
 class LocalStack:

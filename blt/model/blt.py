@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from blt.core.errors import UnavailableError
-from blt.model.attention import AttentionBackend, bind
+from blt.attention.backend import AttentionBackend, bind
 from blt.model.blocks import Attend, trunc_normal_
 from blt.model.global_transformer import GlobalTransformer
 from blt.model.layout import PatchLayout

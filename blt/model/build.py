@@ -17,7 +17,7 @@ from blt.model.blocks import TransformerLayer
 from blt.model.blt import ByteLatentTransformer
 from blt.model.config import SharedDims
 from blt.model.global_transformer import GlobalTransformer
-from blt.model.masks import PATCH_BLOCK_CAUSAL, PATCH_CAUSAL
+from blt.attention.masks import PATCH_BLOCK_CAUSAL, PATCH_CAUSAL
 
 
 def required_mask_kinds(experiment: Any, registry: Registry) -> dict[str, str]:

@@ -9,7 +9,7 @@ from blt.model.blocks import Attend, trunc_normal_
 from blt.model.config import BltConfig
 from blt.model.layout import PatchLayout
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
-from blt.model.masks import MaskDescription, patch_causal
+from blt.attention.masks import MaskDescription, patch_causal
 
 
 class GlobalTransformer(nn.Module):

@@ -3,7 +3,7 @@
 - ``available``: when ``is_available()`` gives a reason, building refuses with ``UnavailableError``
   (never another crash) and every other contract is reported skipped, "unavailable: <reason>";
 - ``mask_kinds``: the spec and the built backend declare the same kinds, all of them known;
-- ``equals_eager[KIND]``, one per declared kind: on masks described by :mod:`blt.model.masks`
+- ``equals_eager[KIND]``, one per declared kind: on masks described by :mod:`blt.attention.masks`
   from random patch layouts (ragged rows, documents, windows, slots), outputs and the gradients
   of q, k, v equal ``eager``'s (float32, tight tolerance); rows with no allowed key are zeros;
 - ``refuses_undeclared``: a mask of a kind it does not declare raises ``UnavailableError``.
@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from blt.core.errors import UnavailableError
 from blt.core.patching import lengths_from_starts
 from blt.core.specs import AttentionSpec
-from blt.model import masks
-from blt.model.attention import bind
+from blt.attention import masks
+from blt.attention.backend import bind
 from blt.model.layout import PatchLayout
 from blt.testing.results import ContractResult, raise_failures
 from blt.testing.search import search, single_threaded
@@ -205,7 +205,7 @@ def _undeclared_violation(backend: Any, kinds: list[str]) -> str | None:
         except Exception as exc:
             return f"mask kind {kind!r}, which it does not declare, raised {type(exc).__name__}: {exc} instead of UnavailableError"
         return (f"accepted mask kind {kind!r}, which it does not declare (refuse it with UnavailableError, e.g. "
-                "blt.model.attention.check_kind in prepare)")
+                "blt.attention.backend.check_kind in prepare)")
     return None
 
 

@@ -1,7 +1,7 @@
 """``eager``: attention as plain math on a dense boolean mask, softmax in float32. The oracle.
 
 Every mask kind is supported. A query row with no allowed key outputs zeros (the library-wide
-convention, see :mod:`blt.model.attention`); the softmax never sees an all ``-inf`` row, so no NaN
+convention, see :mod:`blt.attention.backend`); the softmax never sees an all ``-inf`` row, so no NaN
 appears in outputs or gradients.
 """
 
@@ -12,8 +12,8 @@ import torch
 from blt.core.config import AttentionConfig
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import AttentionSpec
-from blt.model.attention import check_kind, dense_mask
-from blt.model.masks import MASK_KINDS, MaskDescription
+from blt.attention.backend import check_kind, dense_mask
+from blt.attention.masks import MASK_KINDS, MaskDescription
 
 
 class EagerConfig(AttentionConfig, tag="eager"):

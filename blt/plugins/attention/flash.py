@@ -19,8 +19,8 @@ from blt.core.config import AttentionConfig
 from blt.core.errors import UnavailableError
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import AttentionSpec
-from blt.model.attention import check_kind
-from blt.model.masks import LOCAL_BLOCK_CAUSAL, PATCH_BLOCK_CAUSAL, PATCH_CAUSAL, MaskDescription
+from blt.attention.backend import check_kind
+from blt.attention.masks import LOCAL_BLOCK_CAUSAL, PATCH_BLOCK_CAUSAL, PATCH_CAUSAL, MaskDescription
 
 FLASH_MASK_KINDS = frozenset({LOCAL_BLOCK_CAUSAL, PATCH_CAUSAL, PATCH_BLOCK_CAUSAL})
 

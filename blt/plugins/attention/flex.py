@@ -30,8 +30,8 @@ import torch
 from blt.core.config import AttentionConfig
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import AttentionSpec
-from blt.model.attention import check_kind
-from blt.model.masks import MASK_KINDS, MaskDescription
+from blt.attention.backend import check_kind
+from blt.attention.masks import MASK_KINDS, MaskDescription
 
 
 class FlexConfig(AttentionConfig, tag="flex"):

@@ -34,7 +34,7 @@ from blt.model.config import LocalDecoderConfig, SharedDims
 from blt.model.cross_attention import CrossAttention
 from blt.model.layout import PatchLayout
 from blt.model.local import check_cross_heads, check_heads, depth_factor, init_layers, make_layers, rope_for
-from blt.model.masks import LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE, MaskDescription, local_block_causal, patch_to_byte
+from blt.attention.masks import LOCAL_BLOCK_CAUSAL, PATCH_TO_BYTE, MaskDescription, local_block_causal, patch_to_byte
 from blt.model.patch_ops import to_slots
 
 

@@ -36,7 +36,7 @@ from blt.model.config import LocalEncoderConfig, SharedDims
 from blt.model.cross_attention import CrossAttention
 from blt.model.layout import PatchLayout
 from blt.model.local import check_cross_heads, check_heads, depth_factor, init_layers, make_layers, rope_for
-from blt.model.masks import BYTE_TO_PATCH, LOCAL_BLOCK_CAUSAL, MaskDescription, byte_to_patch, local_block_causal
+from blt.attention.masks import BYTE_TO_PATCH, LOCAL_BLOCK_CAUSAL, MaskDescription, byte_to_patch, local_block_causal
 from blt.model.patch_ops import from_slots, pool_patches, to_slots
 
 

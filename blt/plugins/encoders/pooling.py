@@ -20,7 +20,7 @@ from blt.model.byte_embedding import embed_bytes, make_embeddings
 from blt.model.config import LocalEncoderConfig, SharedDims
 from blt.model.layout import PatchLayout
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
-from blt.model.masks import LOCAL_BLOCK_CAUSAL, MaskDescription, local_block_causal
+from blt.attention.masks import LOCAL_BLOCK_CAUSAL, MaskDescription, local_block_causal
 from blt.model.patch_ops import pool_patches
 
 

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import blt
 from blt.generate import generate_detailed
-from blt.model import masks
+from blt.attention import masks
 from blt.model.layout import PatchLayout
 from blt.plugins.attention.eager import EagerAttention
 

@@ -21,8 +21,8 @@ import torch
 import blt
 from blt.core.config import AttentionConfig, PositiveInt
 from blt.core.specs import AttentionSpec
-from blt.model.attention import check_kind, dense_mask
-from blt.model.masks import MASK_KINDS, MaskDescription
+from blt.attention.backend import check_kind, dense_mask
+from blt.attention.masks import MASK_KINDS, MaskDescription
 
 
 class ChunkedConfig(AttentionConfig, tag="chunked"):

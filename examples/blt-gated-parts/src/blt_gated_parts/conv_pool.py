@@ -39,7 +39,7 @@ from blt.model.byte_embedding import embed_bytes, make_embeddings
 from blt.model.config import LocalEncoderConfig, SharedDims
 from blt.model.layout import PatchLayout
 from blt.model.local import check_heads, init_layers, make_layers, rope_for
-from blt.model.masks import LOCAL_BLOCK_CAUSAL, MaskDescription, local_block_causal
+from blt.attention.masks import LOCAL_BLOCK_CAUSAL, MaskDescription, local_block_causal
 
 
 class ConvPoolEncoderConfig(LocalEncoderConfig, tag="conv_pool"):

@@ -8,7 +8,7 @@ shapes admit an exact form that skips the disallowed work:
 - **sliding window** (self-attention, window ``W`` much shorter than ``T``, optional documents):
   queries are cut into blocks of ``C`` positions (``C`` divides ``W``); block ``i`` attends only to
   the ``W + C`` keys ``[iC - W, iC + C)``, with a small ``[B, n, C, W + C]`` boolean mask. Work and
-  memory are O(T W), not O(T^2). The attention itself is :mod:`blt.model.window_attention`.
+  memory are O(T W), not O(T^2). The attention itself is :mod:`blt.plugins.attention.sdpa.window`.
 - **key runs** (cross-attention, no documents, key positions sorted along each row): the keys a
   query may read form one contiguous run ``kv_pos in (q_pos - W, q_pos]``. When every run is short
   (a patch's bytes, or a patch's k slots), the run's keys are gathered per query and the softmax
@@ -25,7 +25,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from blt.model.masks import MaskDescription
+from blt.attention.masks import MaskDescription
 
 # A plan is used only when it computes at most this fraction of the dense (Q x K) pairs.
 MAX_WORK_FRACTION = 0.75

@@ -1,4 +1,4 @@
-"""Blocked sliding-window attention for a :class:`~blt.model.mask_plans.WindowPlan`.
+"""Blocked sliding-window attention for a :class:`~blt.plugins.attention.sdpa.plans.WindowPlan`.
 
 Queries are cut into ``n`` blocks of ``C`` positions; block ``i`` of row ``b`` (batch entry
 ``b n + i``) attends to the ``W + C`` keys ``[iC - W, iC + C)`` under the plan's additive mask.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from blt.model.mask_plans import WindowPlan
+from blt.plugins.attention.sdpa.plans import WindowPlan
 
 
 def _window_view(buf_LHD: torch.Tensor, windows: int, C: int, m: int) -> torch.Tensor:

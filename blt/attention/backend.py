@@ -1,6 +1,6 @@
 """The attention-backend interface the model is written against.
 
-A backend turns a :class:`~blt.model.masks.MaskDescription` into its own form once per batch
+A backend turns a :class:`~blt.attention.masks.MaskDescription` into its own form once per batch
 (``prepare``) and then computes attention with it (``attend``). :func:`bind` closes over the
 prepared mask, giving the ``attend(q, k, v)`` callable that :mod:`blt.model.blocks` layers take.
 
@@ -17,7 +17,7 @@ import torch
 
 from blt.core.errors import UnavailableError
 from blt.model.blocks import Attend
-from blt.model.masks import MaskDescription
+from blt.attention.masks import MaskDescription
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """``sdpa``: ``torch.nn.functional.scaled_dot_product_attention``, skipping disallowed work.
 
 Every mask kind is supported, forward and backward on any device. ``prepare`` picks the cheapest
-exact form of each mask once per batch (:mod:`blt.model.mask_plans`): the kernel's ``is_causal``
+exact form of each mask once per batch (:mod:`blt.plugins.attention.sdpa.plans`): the kernel's ``is_causal``
 for plain causal masks, query blocks of a sliding window (O(T W), not O(T^2)) for windowed local
 attention, gathered key runs for the patch cross-attentions, and a dense boolean mask otherwise.
 In the dense form, rows with no allowed key are given a harmless all-True mask row for the kernel
@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from blt.core.config import AttentionConfig
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import AttentionSpec
-from blt.model.attention import check_kind, dense_mask
-from blt.model.mask_plans import CausalPlan, Plan, RunPlan, WindowPlan, attend_runs, plan_for
-from blt.model.window_attention import attend_window
-from blt.model.masks import MASK_KINDS, MaskDescription
+from blt.attention.backend import check_kind, dense_mask
+from blt.plugins.attention.sdpa.plans import CausalPlan, Plan, RunPlan, WindowPlan, attend_runs, plan_for
+from blt.plugins.attention.sdpa.window import attend_window
+from blt.attention.masks import MASK_KINDS, MaskDescription
 
 
 class SdpaConfig(AttentionConfig, tag="sdpa"):
