@@ -19,6 +19,19 @@ TINY: dict[str, Any] = {
 }
 
 
+def small_blt(encoder: str, decoder: str, *, block_documents: bool = True, encoder_window: int = 5) -> dict[str, Any]:
+    """A very small BLT (eager attention) whose local windows and cross windows are shorter than
+    the test rows, so causality tests cross window, patch and document boundaries."""
+    enc = {"kind": encoder, "heads": 2, "window": encoder_window, "hash_buckets": 61, "hash_sizes": [2, 3], "layers": 2}
+    if encoder == "cross_attention":
+        enc.update(cross_heads=2, k=2, cross_all_layers=True, cross_window=2)
+    dec = {"kind": decoder, "heads": 2, "layers": 2, "window": 7}
+    if decoder == "cross_attention":
+        dec.update(cross_heads=2, k=2, cross_window=2)
+    return {"model": {"d_local": 16, "d_global": 32, "global_layers": 2, "global_heads": 2, "block_documents": block_documents},
+            "encoder": enc, "decoder": dec, "attention": {"kind": "eager"}}
+
+
 def tiny(**sections: dict[str, Any]) -> dict[str, Any]:
     """``TINY`` with per-section field updates, e.g. ``tiny(train={"steps": 3})``."""
     out = copy.deepcopy(TINY)

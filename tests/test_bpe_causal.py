@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _tiny import tiny, write_toml
+from _tiny import small_blt, tiny, write_toml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,14 +119,7 @@ def test_stepper_applies_max_patch_length_like_patch(patcher):
 # --- BLT on the delimited stream is causal -----------------------------------------------------
 
 def blt_config(encoder: str, decoder: str) -> dict:
-    enc = {"kind": encoder, "heads": 2, "window": 6, "hash_buckets": 61, "hash_sizes": [2, 3], "layers": 2}
-    if encoder == "cross_attention":
-        enc.update(cross_heads=2, k=2, cross_all_layers=True, cross_window=2)
-    dec = {"kind": decoder, "heads": 2, "layers": 2, "window": 7}
-    if decoder == "cross_attention":
-        dec.update(cross_heads=2, k=2, cross_window=2)
-    return {"model": {"d_local": 16, "d_global": 32, "global_layers": 2, "global_heads": 2, "block_documents": True},
-            "encoder": enc, "decoder": dec, "attention": {"kind": "eager"}}
+    return small_blt(encoder, decoder, encoder_window=6)
 
 
 MODELS: dict = {}

@@ -13,19 +13,13 @@ from hypothesis import strategies as st
 
 import blt
 from blt.model.layout import split_first_patch
+from _tiny import small_blt
 
 ALPHABET = b"ab cd.\n1\xc3\xa9"
 
 
 def model_config(encoder: str, decoder: str, block_documents: bool) -> dict:
-    enc = {"kind": encoder, "heads": 2, "window": 5, "hash_buckets": 61, "hash_sizes": [2, 3], "layers": 2}
-    if encoder == "cross_attention":
-        enc.update(cross_heads=2, k=2, cross_all_layers=True, cross_window=2)
-    dec = {"kind": decoder, "heads": 2, "layers": 2, "window": 7}
-    if decoder == "cross_attention":
-        dec.update(cross_heads=2, k=2, cross_window=2)
-    return {"model": {"d_local": 16, "d_global": 32, "global_layers": 2, "global_heads": 2, "block_documents": block_documents},
-            "encoder": enc, "decoder": dec, "attention": {"kind": "eager"}}
+    return small_blt(encoder, decoder, block_documents=block_documents)
 
 
 MODELS = {}

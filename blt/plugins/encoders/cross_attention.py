@@ -46,7 +46,9 @@ class CrossAttentionEncoderConfig(LocalEncoderConfig, tag="cross_attention"):
     cross_all_layers: bool = False      # cross-attention after every layer, else after the last only
     cross_window: PositiveInt = 1       # a slot of patch p reads bytes of patches p-W+1..p (1: its own)
     repool: bool = False                # with cross_all_layers: re-initialise the slots by pooling at every
-                                        # cross-attention (HF port) instead of once, accumulating (reference)
+                                        # cross-attention (HF port) instead of once, accumulating (reference).
+                                        # The port then drops the earlier layers' slots, so those layers get
+                                        # no gradient: this exists to load the port's checkpoints exactly.
 
 
 class CrossAttentionEncoder(nn.Module):
