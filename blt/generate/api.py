@@ -77,11 +77,11 @@ def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_byte
 def check_patcher(patcher: Any, cache: bool) -> None:
     """Refuse cached generation with a patcher that cannot patch on the fly (not incremental and no
     ``start_stepper``), and an entropy patcher without its model."""
-    if cache and not getattr(patcher, "incremental", False) and not callable(getattr(patcher, "start_stepper", None)):
-        raise UnavailableError(
-            f"the {_kind(patcher)} patcher is not incremental (appending bytes can move earlier patch boundaries), "
-            "so cached generation cannot patch on the fly; use cache=False (blt generate --no-cache) or an incremental "
-            "patcher (strided, byte, space, entropy, cnn_entropy)")
+    from blt.generate.patch_starts import cached_patching_problem
+
+    problem = cached_patching_problem(patcher) if cache else None
+    if problem is not None:
+        raise UnavailableError(problem)
     if hasattr(patcher, "model_path") and hasattr(patcher, "compute_entropies"):
         from blt.entropy.io import EntropyModelError
 

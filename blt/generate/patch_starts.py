@@ -43,13 +43,22 @@ class RepatchStarts:
         return ((ends_BP == t + 1) & (lengths_BP > 0)).any(dim=1)  # a patch ends at t: t + 1 starts one
 
 
+def cached_patching_problem(patcher: Any) -> str | None:
+    """Why cached generation cannot patch on the fly with ``patcher``, or None when it can: it needs
+    an incremental patcher or one with its own ``start_stepper``."""
+    if getattr(patcher, "incremental", False) or callable(getattr(patcher, "start_stepper", None)):
+        return None
+    config = getattr(patcher, "config", None)
+    kind = repr(getattr(config, "kind", None) or type(patcher).__name__)
+    return (f"the {kind} patcher is not incremental (appending bytes can move earlier patch boundaries), so cached "
+            "generation cannot patch on the fly; use cache=False (blt generate --no-cache) or an incremental patcher")
+
+
 def rule_stepper(patcher: Any, batch: int) -> StartStepper:
-    """The patcher's own stepper (``start_stepper``), else re-patching; refuses non-incremental patchers."""
-    if not getattr(patcher, "incremental", False) and not callable(getattr(patcher, "start_stepper", None)):
-        raise UnavailableError(
-            f"patcher {type(patcher).__name__} is not incremental (appending bytes can move earlier patch "
-            "boundaries), so cached generation cannot patch on the fly; use cache=False (--no-cache) "
-            "or an incremental patcher")
+    """The patcher's own stepper (``start_stepper``), else re-patching; refuses what cannot step."""
+    problem = cached_patching_problem(patcher)
+    if problem is not None:
+        raise UnavailableError(problem)
     own = getattr(patcher, "start_stepper", None)
     return own(batch) if callable(own) else RepatchStarts(patcher, batch)
 
