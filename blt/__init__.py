@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": ("blt.experiment", "build_model"),
     "load_experiment": ("blt.experiment", "load_experiment"),
+    "load": ("blt.generate.checkpoint", "load"),
     "tokens": ("blt.tokens", None),
     "testing": ("blt.testing", None),
     "interop": ("blt.interop", None),
@@ -41,5 +42,6 @@ __all__ = [
     "UnavailableError",
     "build_model",
     "hookimpl",
+    "load",
     "make_registry",
 ]

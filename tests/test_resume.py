@@ -50,8 +50,9 @@ def test_sigkill_then_rerun_matches_uninterrupted(reference, fault):
     assert final["steps"] == ref["steps"] == 12
     assert final["loss"] == ref["loss"]  # bitwise: same data position, weights, optimizer, schedule
     assert final["eval_bpb"] == ref["eval_bpb"]
-    assert [(r["step"], r.get("loss"), r.get("eval_bpb")) for r in _rows(out)] == \
+    assert [(r["step"], r.get("loss"), r.get("eval_bpb")) for r in _rows(out) if r["kind"] != "resume"] == \
            [(r["step"], r.get("loss"), r.get("eval_bpb")) for r in _rows(ref_out)]
+    assert [(r["step"], r["checkpoint"]) for r in _rows(out) if r["kind"] == "resume"] == [(4, "step_00000004")]
 
 
 def test_finished_run_is_not_retrained(reference):

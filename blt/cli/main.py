@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "blt.cli.eval",
     "blt.cli.ablate",
     "blt.cli.generate",
+    "blt.cli.export",
     "blt.cli.env",
 )
 

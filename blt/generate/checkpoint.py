@@ -34,6 +34,14 @@ class LoadedModel:
     patcher: Any
     context: int | None
     source: Path
+    config: Any = None  # the experiment of a blt run; None for a Hugging Face checkpoint
+
+
+def load(path: str | Path, *, device: str | torch.device | None = None) -> tuple[torch.nn.Module, Any]:
+    """``blt.load(path) -> (model, patcher)``: a run directory, its export, a training checkpoint or a
+    Hugging Face BLT checkpoint directory; the model in eval mode, the patcher it was trained with."""
+    loaded = load_generator(path, device=device)
+    return loaded.model, loaded.patcher
 
 
 def load_generator(path: str | Path, *, device: str | torch.device | None = None) -> LoadedModel:
@@ -65,7 +73,7 @@ def _load_trained(root: Path) -> LoadedModel:
     config, registry, _, model = load_trained(root)  # run dir, export dir or training checkpoint
     patcher = registry.build_patcher(_resolve_model_path(config.patcher, root))
     _check_entropy_model(patcher, registry.spec("patchers", config.patcher.kind), root)
-    return LoadedModel(model.eval(), patcher, int(config.data.seq_len), root)
+    return LoadedModel(model.eval(), patcher, int(config.data.seq_len), root, config)
 
 
 def _resolve_model_path(patcher_config: Any, root: Path) -> Any:

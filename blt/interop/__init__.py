@@ -5,6 +5,8 @@ model, patcher = blt.interop.from_transformers(hf_model)      # in memory (needs
 model, patcher = blt.interop.load_hf_checkpoint("saved_dir")   # config.json + safetensors (no transformers)
 lengths = patcher.patch(tokens, include_next_token=True).lengths
 logits = model(tokens, lengths)
+notes = blt.interop.save_hf(model, experiment, patcher, "out")  # the way back (transformers); `blt export`
+hf_lengths = blt.interop.hf_patch_lengths(patcher, tokens)      # for hf(..., patch_lengths=hf_lengths)
 ```
 
 The patcher:
@@ -12,8 +14,9 @@ The patcher:
 - the port patches by entropy in ``forward`` (``patch_in_forward``, ``patching_mode == "entropy"``,
   ``patch_size`` set): an ``entropy`` patcher holding the converted entropy model, with the port's
   ``patching_threshold`` (strict ``>``) and ``max_patch_length``;
-- otherwise (no patcher, or the threshold disabled): a ``byte`` patcher, one byte per patch,
-  which is what the port itself falls back to. Callers may pass any lengths to the model instead.
+- otherwise (no patcher, or the threshold disabled): the patcher blt's exporter recorded under
+  ``blt_patcher`` (one the port lacks, e.g. ``strided``), else a ``byte`` patcher, one byte per
+  patch, which is what the port itself falls back to. Callers may pass any lengths to the model.
 
 Lengths: the port's patcher returns lengths over the N given bytes (sum N; a final zero-length
 patch when position N would start a patch). blt's ``patch(..., include_next_token=True)`` gives
@@ -44,6 +47,7 @@ import torch
 from blt.core.errors import UnavailableError
 from blt.interop.checkpoint import read_checkpoint
 from blt.interop.convert import convert, map_state
+from blt.interop.export import hf_patch_lengths, save_hf
 from blt.interop.hf_config import HFBlt, InteropError, experiment_from_hf, read_hf_config
 
 INSTALL_HINT = "install blt-lab[interop] (pip install 'blt-lab[interop]') to use transformers models"
@@ -99,7 +103,9 @@ __all__ = [
     "experiment_from_hf",
     "from_transformers",
     "hf_lengths_to_blt",
+    "hf_patch_lengths",
     "load_hf_checkpoint",
     "map_state",
     "read_hf_config",
+    "save_hf",
 ]

@@ -5,7 +5,12 @@ Key mapping: ``model.local_encoder.*`` -> ``encoder.*``,
 ``[T*V, d]`` layout, function-outer order), ``model.global_transformer.*`` -> ``global_transformer.*``,
 ``model.local_decoder.*`` -> ``decoder.*``, ``lm_head.weight`` -> ``lm_head.weight``, and
 ``model.patcher.*`` -> the transformer entropy model (``embed_tokens``, ``layers.{i}``, ``norm``,
-``lm_head``). No q/k permutation: both use interleaved-pair RoPE.
+``lm_head``). No q/k permutation: both use interleaved-pair RoPE. The exporter
+(:mod:`blt.interop.export`) reads the same table the other way (:func:`hf_name`).
+
+The patcher: the port's entropy patcher when it patches in ``forward``; else the patcher recorded
+under ``blt_patcher`` in ``config.json`` (written by blt's exporter for a patcher the port lacks,
+e.g. ``strided``), else ``byte`` (one byte per patch, the port's own fallback).
 """
 
 from __future__ import annotations
@@ -13,20 +18,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import torch
 
 from blt.core.errors import BltError
 from blt.interop.hf_config import HFBlt, InteropError, entropy_model_config, experiment_from_hf, read_hf_config
 
-_PREFIXES = (
+# (port prefix, blt prefix): the one name table of import and export.
+PREFIXES = (
     ("model.encoder_hash_tok_embedding.", "encoder.hash_embeddings."),
     ("model.local_encoder.", "encoder."),
     ("model.global_transformer.", "global_transformer."),
     ("model.local_decoder.", "decoder."),
     ("lm_head.", "lm_head."),
 )
-_PATCHER = "model.patcher."
-_CROSS_KV = (".k_proj.weight", ".v_proj.weight")
+PATCHER_PREFIX = "model.patcher."
+BLT_PATCHER = "blt_patcher"  # config.json key: the blt patcher of an exported model the port cannot run
+CROSS_KV = (".k_proj.weight", ".v_proj.weight")
 
 
 def _expand_kv(weight: torch.Tensor, heads: int, kv_heads: int, key: str) -> torch.Tensor:
@@ -45,10 +53,10 @@ def map_state(hf: HFBlt, tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str,
     model_sd: dict[str, torch.Tensor] = {}
     patcher_sd: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
-        if key.startswith(_PATCHER):
-            patcher_sd[key[len(_PATCHER):]] = tensor
+        if key.startswith(PATCHER_PREFIX):
+            patcher_sd[key[len(PATCHER_PREFIX):]] = tensor
             continue
-        for old, new in _PREFIXES:
+        for old, new in PREFIXES:
             if key.startswith(old):
                 name = new + key[len(old):]
                 break
@@ -56,7 +64,7 @@ def map_state(hf: HFBlt, tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str,
             if key.endswith(("rotary_emb.inv_freq", "rotary_emb.original_inv_freq")):
                 continue  # non-persistent buffers, recomputed from θ
             raise InteropError(f"unexpected tensor {key} in the checkpoint (not part of a BltForCausalLM)")
-        if ".cross_attn_layers." in name and name.endswith(_CROSS_KV):
+        if ".cross_attn_layers." in name and name.endswith(CROSS_KV):
             stack = hf.encoder if name.startswith("encoder.") else hf.decoder
             tensor = _expand_kv(tensor, stack.heads, stack.kv_heads, key)
         if name == "encoder.hash_embeddings.weight" and tensor.shape[0] == 0:
@@ -67,13 +75,18 @@ def map_state(hf: HFBlt, tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str,
     return model_sd, patcher_sd
 
 
-def _blt_to_hf_name(name: str, patcher: bool) -> str:
+def hf_name(name: str, patcher: bool = False) -> str | None:
+    """The port's name of blt tensor ``name`` (of the entropy model with ``patcher``); None if unmapped."""
     if patcher:
-        return _PATCHER + name
-    for old, new in _PREFIXES:
+        return PATCHER_PREFIX + name
+    for old, new in PREFIXES:
         if name.startswith(new):
             return old + name[len(new):]
-    return name
+    return None
+
+
+def _blt_to_hf_name(name: str, patcher: bool) -> str:
+    return hf_name(name, patcher) or name
 
 
 def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, patcher: bool = False) -> None:
@@ -95,6 +108,15 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *, p
     module.load_state_dict({k: v.detach().to(torch.float32) for k, v in state.items()}, strict=True)
 
 
+def _recorded_patcher(config: Mapping[str, Any], registry: Any) -> dict[str, Any]:
+    """The ``blt_patcher`` table of ``config.json`` if there is one, else the port's ``byte`` fallback."""
+    recorded = config.get(BLT_PATCHER)
+    if recorded is None:
+        return {"kind": "byte"}  # what the port does without an entropy patcher: one byte per patch
+    try:
+        return dict(msgspec.to_builtins(registry.config("patchers", recorded, path=f"$.{BLT_PATCHER}")))
+    except (BltError, TypeError, ValueError) as exc:
+        raise InteropError(f"config.json {BLT_PATCHER} is not a patcher this blt can build: {exc}") from None
 
 
 def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, registry: Any = None,
@@ -107,13 +129,10 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     hf = read_hf_config(config, {k: tuple(v.shape) for k, v in tensors.items()})
     registry = registry if registry is not None else make_registry(autoload=False)
     experiment = experiment_from_hf(hf, attention)
-    # The port's local attention (and its entropy model) attend across an EOS inside a row.
-    for section in ("encoder", "decoder"):
-        experiment[section]["block_documents"] = False
     if hf.entropy_patching:
         patcher_cfg: dict[str, Any] = {"kind": "entropy", "threshold": hf.threshold}
     else:
-        patcher_cfg = {"kind": "byte"}  # what the port does without an entropy patcher: one byte per patch
+        patcher_cfg = _recorded_patcher(config, registry)
     if hf.max_patch_length is not None:
         patcher_cfg["max_patch_length"] = hf.max_patch_length
     experiment["patcher"] = patcher_cfg
@@ -126,8 +145,7 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     model.eval()
     if not hf.entropy_patching:
         return model, registry.build_patcher(patcher_cfg)
-    fields = {**entropy_model_config(hf), "block_documents": False}
-    entropy_model = TransformerEntropyModel(TransformerEntropyConfig(**fields))
+    entropy_model = TransformerEntropyModel(TransformerEntropyConfig(**entropy_model_config(hf)))
     load_strict(entropy_model, patcher_sd, patcher=True)
     # Hand the converted entropy model to the patcher instead of a model file.
     patcher_config = registry.config("patchers", patcher_cfg, path="$.patcher")

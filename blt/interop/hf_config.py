@@ -258,11 +258,13 @@ def experiment_from_hf(hf: HFBlt, attention: str = "sdpa") -> dict[str, Any]:
             "hash_functions": hf.hash_functions, "hash_buckets": hf.hash_buckets,
             "k": hf.k, "cross_heads": enc.heads, "cross_all_layers": hf.encoder_cross_all, "cross_window": 1,
             "repool": hf.encoder_cross_all,  # the port pools afresh at every encoder cross-attention
+            "block_documents": False,  # the port's local attention crosses an EOS inside a row
         },
         "decoder": {
             "kind": "cross_attention", "layers": dec.layers, "heads": dec.heads, "kv_heads": dec.kv_heads,
             "ffn_dim": dec.ffn, "window": hf.window,  # the port reuses the encoder's sliding-window mask
             "k": hf.k, "cross_heads": dec.heads, "cross_all_layers": hf.decoder_cross_all, "cross_window": 1,
+            "block_documents": False,
         },
         "attention": {"kind": attention},
     }
@@ -273,4 +275,5 @@ def entropy_model_config(hf: HFBlt) -> dict[str, Any]:
     p = hf.patcher
     assert p is not None
     return {"dim": p.width, "layers": p.layers, "heads": p.heads, "kv_heads": p.kv_heads, "ffn_dim": p.ffn,
-            "window": hf.patcher_window, "rope_theta": p.theta, "norm_eps": p.eps}
+            "window": hf.patcher_window, "rope_theta": p.theta, "norm_eps": p.eps,
+            "block_documents": False}  # the port's patcher attends across an EOS inside a row

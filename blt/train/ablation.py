@@ -19,6 +19,7 @@ variant, from the finished variants' records.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from blt.core.config import read_config_file
 from blt.core.errors import BltError, ConfigError
 from blt.experiment import load_experiment, with_overrides
 from blt.train.metrics import read_metrics
+from blt.train.run_lock import hold
 
 
 class AblationError(BltError):
@@ -81,12 +83,19 @@ def record_for(name: str, fp: str, final: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_ablation(path: str | Path, out: str | Path, *, on_variant=None) -> list[dict[str, Any]]:
-    """Train every unfinished variant of ``path`` into ``out``; returns the records in file order."""
-    from blt.train.trainer import FINAL, train
+    """Train every unfinished variant of ``path`` into ``out``; returns the records in file order.
 
+    ``out`` is locked for the whole ablation (:mod:`blt.train.run_lock`) and each variant's
+    directory while it trains, so a second ``blt ablate`` or ``blt train`` into either is refused."""
     out = Path(out)
     variants = resolve_variants(path)
-    out.mkdir(parents=True, exist_ok=True)
+    with hold(out, is_main=os.environ.get("RANK", "0") == "0"):
+        return _train_variants(variants, out, on_variant)
+
+
+def _train_variants(variants: list[tuple[str, Any, Any]], out: Path, on_variant: Any) -> list[dict[str, Any]]:
+    from blt.train.trainer import FINAL, train
+
     records: list[dict[str, Any]] = []
     for name, config, registry in variants:
         fp = variant_fingerprint(config)

@@ -6,10 +6,17 @@ Layout under ``<out_dir>/checkpoints/``::
     latest                one line: the name of the newest complete checkpoint
 
 Writing: every rank saves into ``.tmp-step_000120``; rank 0 then adds ``train_state.json``
-(step, data position, schedule, config fingerprints), renames the directory into place and only
-then replaces ``latest`` (write-to-temp + ``os.replace``). A crash at any point leaves ``latest``
-naming a complete checkpoint. Nothing is unpickled: the extra state is JSON and DCP loads
-tensors into the live model's state dict. RNG states are stored per rank (hex in JSON).
+(step, data position, schedule, config fingerprints and the size of every other file), renames
+the directory into place and only then replaces ``latest`` (write-to-temp + ``os.replace``). A
+crash at any point leaves ``latest`` naming a complete checkpoint. Nothing is unpickled: the
+extra state is JSON and DCP loads tensors into the live model's state dict. RNG states are
+stored per rank (hex in JSON).
+
+Pruning keeps the ``keep`` newest readable checkpoints by step, counting back from the one just
+written (which ``latest`` names); it never removes that one, nor a checkpoint with a later step
+(left by a crash between the rename and ``latest``: training overwrites it when it gets there).
+Resuming tries the checkpoint ``latest`` names, then older ones newest first
+(:func:`resume_candidates`); a damaged one is skipped with a message, never silently.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from blt.core.atomic import atomic_write_text
 from blt.core.errors import BltError
 
 LATEST = "latest"
+STATE = "train_state.json"
 
 
 class CheckpointError(BltError):
@@ -62,20 +70,78 @@ def save(ckpt_root: Path, step: int, model: torch.nn.Module, optimizer: torch.op
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes, it is
         warnings.simplefilter("ignore", UserWarning)
         parallel.dcp_save({"model": model_sd, "optim": optim_sd}, str(tmp))
+    if fault is not None and rank == 0:
+        fault("in_checkpoint", step)  # between files: shards written, rank files and train_state.json not yet
     atomic_write_text(tmp / f"rank{rank}.json", json.dumps({"rng": rng_state()}))
     parallel.barrier()
     if rank == 0:
-        atomic_write_text(tmp / "train_state.json", json.dumps(train_state, indent=1))
-        if fault is not None:
-            fault("in_checkpoint", step)
+        files = {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}
+        atomic_write_text(tmp / STATE, json.dumps({**train_state, "files": files}, indent=1))
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
         atomic_write_text(ckpt_root / LATEST, name + "\n")
-        for old in sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune(ckpt_root, step, keep)
     parallel.barrier()
     return final
+
+
+def step_of(path: Path) -> int | None:
+    """The step of a ``step_NNNNNNNN`` directory name, else None."""
+    digits = path.name[len("step_"):]
+    return int(digits) if path.name.startswith("step_") and digits.isdigit() else None
+
+
+def checkpoints(ckpt_root: Path) -> list[Path]:
+    """Every ``step_*`` directory under ``ckpt_root``, in step order (oldest first)."""
+    found = [p for p in ckpt_root.glob("step_*") if p.is_dir() and step_of(p) is not None] if ckpt_root.is_dir() else []
+    return sorted(found, key=step_of)
+
+
+def prune(ckpt_root: Path, newest: int, keep: int) -> None:
+    """Keep checkpoint ``newest`` and the ``keep - 1`` readable ones just before it (by step);
+    remove the older ones. Checkpoints after ``newest`` are left alone."""
+    older = [p for p in reversed(checkpoints(ckpt_root)) if step_of(p) < newest]
+    kept = 1
+    for path in older:
+        if kept < keep and problem(path) is None:
+            kept += 1
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def problem(path: Path) -> str | None:
+    """Why checkpoint ``path`` cannot be resumed from, judged without loading tensors (None: it looks whole).
+
+    Reads ``train_state.json`` and compares every file it lists with the size it was written with,
+    so a truncated or missing shard is found before DCP reads it."""
+    try:
+        state = read_train_state(path)
+    except CheckpointError as exc:
+        return str(exc)
+    for rel, size in (state.get("files") or {}).items():
+        f = path / rel
+        if not f.is_file():
+            return f"checkpoint {path} is incomplete: {rel} is missing"
+        if f.stat().st_size != size:
+            return f"checkpoint file {f} is truncated or damaged ({f.stat().st_size} bytes, written with {size})"
+    return None
+
+
+def resume_candidates(ckpt_root: Path) -> tuple[list[Path], str | None]:
+    """The checkpoints a resume may use, best first, and a note when ``latest`` is unusable.
+
+    The one ``latest`` names comes first, then the older ones newest first. Without a usable
+    ``latest`` (missing, or naming nothing) every checkpoint is a candidate, newest first."""
+    every = checkpoints(ckpt_root)
+    pointer = ckpt_root / LATEST
+    if not pointer.is_file():
+        return list(reversed(every)), None
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    named = ckpt_root / name
+    if not (named.is_dir() and step_of(named) is not None):
+        return list(reversed(every)), f"{pointer} names {name!r}, which is not a checkpoint directory"
+    return [named, *reversed([p for p in every if step_of(p) < step_of(named)])], None
 
 
 def latest(ckpt_root: Path) -> Path | None:
@@ -92,13 +158,18 @@ def latest(ckpt_root: Path) -> Path | None:
 
 
 def read_train_state(path: Path) -> dict[str, Any]:
-    state_file = path / "train_state.json"
+    state_file = path / STATE
     try:
-        return json.loads(state_file.read_text(encoding="utf-8"))
+        state = json.loads(state_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is not a complete checkpoint: train_state.json is missing") from None
+        raise CheckpointError(f"{path} is not a complete checkpoint: {STATE} is missing") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint {path} is corrupt: train_state.json does not parse ({exc})") from None
+        raise CheckpointError(f"checkpoint {path} is corrupt: {STATE} does not parse ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable: {STATE}: {exc.strerror or exc}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CheckpointError(f"checkpoint {path} is corrupt: {STATE} holds no step")
+    return state
 
 
 def check_compatible(path: Path, state: dict[str, Any], expected: dict[str, str]) -> None:
@@ -140,4 +211,5 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, r
     return state
 
 
-__all__ = ["CheckpointError", "check_compatible", "latest", "load", "read_train_state", "save"]
+__all__ = ["CheckpointError", "check_compatible", "checkpoints", "latest", "load", "problem", "prune", "read_train_state",
+           "resume_candidates", "save", "step_of"]

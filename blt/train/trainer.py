@@ -8,12 +8,18 @@ so the update equals the single-process update on the whole global batch.
 
 Crash safety: checkpoints go through :mod:`blt.train.checkpoint` (atomic ``latest``);
 ``final.json`` and the exported weights are written with temp-file + rename after the last
-checkpoint, so a finished run is recognised by ``final.json`` alone.
+checkpoint, so a finished run is recognised by ``final.json`` alone. A run holds its directory
+(:mod:`blt.train.run_lock`) from its first look at it to its last write, so a second run into it
+is refused before it changes anything. A resume says which checkpoint and step it continues from
+(stderr and a ``"kind": "resume"`` row in ``metrics.jsonl``); a damaged newest checkpoint is
+skipped with a message. A loss or gradient norm that is not finite stops the run before the
+update (:class:`TrainingDiverged`), so no checkpoint ever holds the diverged weights.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import time
@@ -25,7 +31,8 @@ import torch
 
 from blt import parallel
 from blt.core.atomic import atomic_write_json
-from blt.train import checkpoint
+from blt.core.errors import BltError
+from blt.train import checkpoint, run_lock
 from blt.train.evaluate import autocast_for, ce_and_count, evaluate
 from blt.train.metrics import MetricsWriter
 from blt.train.objective import LN2, lr_at
@@ -36,18 +43,88 @@ from blt.train.weights import CONFIG, export_weights
 FINAL = "final.json"
 
 
+class TrainingDiverged(BltError):
+    """The loss or gradient norm became NaN or infinite (or the weights did, before a checkpoint)."""
+
+
+_KILL_POINTS = {"after_step": "kill_at_step", "in_checkpoint": "kill_in_checkpoint"}
+
+
 def _fault(point: str, step: int) -> None:
-    """Test hook: ``BLT_FAULT=kill_at_step:N`` / ``kill_in_checkpoint:N`` SIGKILLs this process there."""
+    """Test hook, ``BLT_FAULT=KIND:N``: ``kill_at_step`` (after step N) and ``kill_in_checkpoint``
+    (between the files of checkpoint N: shards written, ``train_state.json`` not) SIGKILL this
+    process there; ``stop_at_step`` SIGSTOPs it after step N (a live run for the lock tests)."""
     spec = os.environ.get("BLT_FAULT", "")
-    if spec and spec == f"{'kill_at_step' if point == 'after_step' else 'kill_in_checkpoint'}:{step}":
+    if not spec:
+        return
+    if spec == f"{_KILL_POINTS[point]}:{step}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if point == "after_step" and spec == f"stop_at_step:{step}":
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
-def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resume: bool = True) -> dict[str, Any]:
-    """Train ``config`` (a decoded experiment) into ``out_dir``; returns the ``final.json`` record."""
+def _say(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False)
+
+
+def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resume: bool = True,
+          say: Any = None) -> dict[str, Any]:
+    """Train ``config`` (a decoded experiment) into ``out_dir``; returns the ``final.json`` record.
+
+    ``say(message)`` (rank 0; default: a line on stderr) hears what a user should know: a resume
+    and where from, a skipped damaged checkpoint, a taken-over stale lock. Raises
+    :class:`~blt.train.run_lock.RunLockedError` when another live run holds ``out_dir``,
+    :class:`TrainingDiverged` when the loss stops being finite."""
+    out = Path(out_dir or config.run.out_dir)
+    info = parallel.init(config.run.device)
+    tell = (say or _say) if info.is_main else (lambda message: None)
+    with run_lock.hold(out, is_main=info.is_main, device=info.device, say=tell):
+        return _train(config, registry, out, info, resume, tell)
+
+
+def _all_finite(model: torch.nn.Module, info: Any) -> bool:
+    """Whether every parameter (every rank's shard) is finite."""
+    bad = 0.0
+    with torch.no_grad():
+        for p in model.parameters():
+            local = p.to_local() if hasattr(p, "to_local") else p
+            bad += float(not bool(torch.isfinite(local).all()))
+    return parallel.all_reduce_sum([bad], info.device)[0] == 0
+
+
+def _resume(ckpt_root: Path, wrapped: Any, optimizer: Any, prints: dict[str, str],
+            info: Any) -> tuple[Path | None, Any, list[str]]:
+    """Load the best usable checkpoint: ``(path, train_state, reasons others were skipped)``.
+
+    Every rank judges each candidate and they agree (one all-reduce) before moving on. A
+    checkpoint of another config is refused, not skipped; damaged ones are skipped; when there
+    were checkpoints and none loads, one CheckpointError names each and why."""
+    candidates, note = checkpoint.resume_candidates(ckpt_root)
+    skipped = [note] if note else []
+    for cand in candidates:
+        why = checkpoint.problem(cand)
+        state = None
+        if why is None:
+            checkpoint.check_compatible(cand, checkpoint.read_train_state(cand), prints)
+            try:
+                state = checkpoint.load(cand, wrapped, optimizer, info.rank)
+            except checkpoint.CheckpointError as exc:
+                why = str(exc)
+        if parallel.all_reduce_sum([0.0 if why is None else 1.0], info.device)[0] and why is None:
+            why = f"checkpoint {cand} could not be read on another rank"
+        if why is None:
+            return cand, state, skipped
+        skipped.append(why)
+    if skipped:
+        raise checkpoint.CheckpointError(f"no checkpoint in {ckpt_root} can be resumed from: {'; '.join(skipped)}; restore "
+                                         "one, or start afresh with --no-resume")
+    return None, None, []
+
+
+def _train(config: Any, registry: Any, out: Path, info: Any, resume: bool, tell: Any) -> dict[str, Any]:
     tc, run = config.train, config.run
-    out = Path(out_dir or run.out_dir)
-    info = parallel.init(run.device)
     final_path, ckpt_root = out / FINAL, out / "checkpoints"
     config_fp = config_fingerprint(config)
     if resume and final_path.is_file():
@@ -78,13 +155,15 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
 
     stream = TrainStream(pieces.train_store, config.data.seq_len, config.data.seed)
     step, wall_before, bytes_seen = 0, 0.0, 0
-    found = checkpoint.latest(ckpt_root) if resume else None
+    found, state, skipped = _resume(ckpt_root, wrapped, optimizer, prints, info) if resume else (None, None, [])
     if found is not None:
-        checkpoint.check_compatible(found, checkpoint.read_train_state(found), prints)
-        state = checkpoint.load(found, wrapped, optimizer, info.rank)
         step, wall_before, bytes_seen = int(state["step"]), float(state["wall_s"]), int(state["bytes"])
         stream.load_state_dict(state["data"])
         resumed_loss = float(state.get("loss", float("nan")))
+        for why in skipped:
+            tell(f"skipped a damaged checkpoint: {why}")
+        tell(f"resuming from {found} (step {step} of {steps}{', the newest readable one' if skipped else ''}): "
+             "weights, optimizer, data order and RNG continue from there")
     else:
         torch.manual_seed(tc.seed + 1 + info.rank)  # training randomness (dropout), separate from init
 
@@ -92,6 +171,10 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / CONFIG, msgspec.to_builtins(config))
     metrics = MetricsWriter(out, enabled=info.is_main, resume_step=step if found else None)
+    if found is not None:
+        metrics.write({"kind": "resume", "step": step, "checkpoint": found.name, "skipped": skipped,
+                       "continues": ["weights", "optimizer", "data order", "rng"]})
+    last_saved = found
     per_step_flops = costs.train_per_position * config.data.seq_len * config.data.batch_size * tc.grad_accum
     progress = TrainProgress(total=steps, start=step, enabled=info.is_main and run.progress)
     start_clock = time.perf_counter()
@@ -125,11 +208,17 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
                 ce_local += float(ce.detach())
             grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), tc.clip if tc.clip > 0 else float("inf"))
             grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+            loss = parallel.all_reduce_sum([ce_local], info.device)[0] / global_targets
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # the same on every rank: all stop here
+                metrics.write({"kind": "diverged", "step": step + 1, "loss": loss, "grad_norm": grad_norm, "lr": lr})
+                metrics.close()
+                raise TrainingDiverged(f"loss became {loss} (grad norm {grad_norm}) at step {step + 1}; stopped before that "
+                                       f"update. {_last_good(last_saved)}")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             bytes_seen += global_targets
-            last_loss = parallel.all_reduce_sum([ce_local], info.device)[0] / global_targets
+            last_loss = loss
             dt = time.perf_counter() - t0
             progress.update(step, loss=last_loss, bpb=last_loss / LN2, bytes_per_s=global_targets / max(dt, 1e-9))
             if step % run.log_every == 0 or step == steps:
@@ -139,7 +228,13 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
             if (eval_every and step % eval_every == 0) or step == steps:
                 last_eval = run_eval()
             if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == steps:
-                checkpoint.save(ckpt_root, step, wrapped, optimizer, state_now(), info.rank, tc.keep_checkpoints, _fault)
+                if not _all_finite(wrapped, info):
+                    metrics.close()
+                    raise TrainingDiverged(f"the weights became NaN or infinite in the update of step {step} (loss "
+                                           f"{last_loss:.4f} before it); checkpoint {step} was not written. "
+                                           f"{_last_good(last_saved)}")
+                last_saved = checkpoint.save(ckpt_root, step, wrapped, optimizer, state_now(), info.rank,
+                                             tc.keep_checkpoints, _fault)
             _fault("after_step", step)
     if last_eval is None:  # resumed at the very end: the run was complete but final.json was not written
         last_eval = run_eval()
@@ -163,4 +258,11 @@ def train(config: Any, registry: Any, *, out_dir: str | Path | None = None, resu
     return record
 
 
-__all__ = ["FINAL", "export_weights", "train"]
+def _last_good(path: Path | None) -> str:
+    advice = "lower train.lr or raise train.warmup, then start afresh with --no-resume"
+    if path is None:
+        return f"No checkpoint was written before it; {advice}"
+    return f"The last good checkpoint is {path} (step {checkpoint.step_of(path)}), loadable as before; {advice}"
+
+
+__all__ = ["FINAL", "TrainingDiverged", "export_weights", "train"]
