@@ -15,6 +15,7 @@ variables everything here degrades to the single-process case, with no process g
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import attrs
@@ -60,11 +61,24 @@ def init(device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world=world, local_rank=local_rank, device=dev)
 
 
-def shutdown() -> None:
-    """Tear the process group down together: a rank that destroys it while another still has
-    gloo traffic in flight can abort at exit ("terminate called without an active exception")."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+def shutdown(failed: bool | None = None) -> None:
+    """Tear the process group down (call it from a ``finally``), so no rank exits with gloo's threads
+    still running, which can abort at exit ("terminate called without an active exception").
+
+    After a clean run the ranks first meet at a barrier, so none destroys the group while another
+    still has traffic in flight. While an exception propagates (``failed``; by default read from
+    :func:`sys.exc_info`) there is no barrier: the other ranks may be inside a collective this rank
+    will never join, and would wait for it until the group's timeout (30 min under gloo). This rank
+    destroys its side and exits; the peers' pending collectives then fail, and torchrun stops the run.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if failed is None:
+        failed = sys.exc_info()[0] is not None
+    try:
+        if not failed:
+            dist.barrier()
+    finally:
         dist.destroy_process_group()
 
 
