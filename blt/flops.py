@@ -56,12 +56,6 @@ def layer_flops(T: float, d: int, heads: int, kv_heads: int | None, ffn: int | N
     return {"linear": linear, "attention": 4 * heads * h * pairs}
 
 
-def stack_flops(n_layers: int, T: float, d: int, heads: int, kv_heads: int | None, ffn: int | None,
-                window: int | None, attention: str) -> float:
-    one = layer_flops(T, d, heads, kv_heads, ffn, attention_pairs(T, window, attention))
-    return n_layers * (one["linear"] + one["attention"])
-
-
 def cross_layer_flops(n_queries: float, n_keys: float, d: int, pairs: float) -> float:
     """One cross-attention block: q/o projections on queries, k/v on keys, attention over ``pairs``."""
     return 2 * 2 * n_queries * d * d + 2 * 2 * n_keys * d * d + 4 * d * pairs
@@ -141,4 +135,4 @@ def report(config: Any, model: Any, patcher: Any, *, avg_patch_size: float, seq_
     return FlopsReport(per_byte, avg_patch_size * bytes_per_position, bytes_per_position)
 
 
-__all__ = ["FlopsReport", "attention_pairs", "cross_layer_flops", "layer_flops", "layers_flops", "linear_flops", "report", "stack_flops"]
+__all__ = ["FlopsReport", "attention_pairs", "cross_layer_flops", "layer_flops", "layers_flops", "linear_flops", "report"]

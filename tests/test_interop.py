@@ -63,12 +63,8 @@ def make_hf(seed=0, **kw):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one thread is fastest, and immune to oversubscribed CPUs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """These models are tiny: one thread is fastest, and immune to oversubscribed CPUs (conftest's fixture)."""
 
 
 @pytest.fixture(scope="module")

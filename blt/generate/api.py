@@ -77,7 +77,7 @@ def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_byte
 def check_patcher(patcher: Any, cache: bool) -> None:
     """Refuse cached generation with a patcher that cannot patch on the fly (not incremental and no
     ``start_stepper``), and an entropy patcher without its model."""
-    from blt.generate.patch_starts import cached_patching_problem
+    from blt.generate.patch_starts import cached_patching_problem, patcher_name
 
     problem = cached_patching_problem(patcher) if cache else None
     if problem is not None:
@@ -88,9 +88,4 @@ def check_patcher(patcher: Any, cache: bool) -> None:
         try:
             patcher.model  # noqa: B018 - loads the entropy model (once) so a missing one fails here
         except EntropyModelError as exc:
-            raise InputError(f"the {_kind(patcher)} patcher needs an entropy model and none could be loaded: {exc}") from None
-
-
-def _kind(patcher: Any) -> str:
-    config = getattr(patcher, "config", None)
-    return repr(getattr(config, "kind", None) or type(patcher).__name__)
+            raise InputError(f"the {patcher_name(patcher)} patcher needs an entropy model and none could be loaded: {exc}") from None

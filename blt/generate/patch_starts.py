@@ -43,14 +43,18 @@ class RepatchStarts:
         return ((ends_BP == t + 1) & (lengths_BP > 0)).any(dim=1)  # a patch ends at t: t + 1 starts one
 
 
+def patcher_name(patcher: Any) -> str:
+    """``'space'`` (its config's kind), else the class name, for messages."""
+    config = getattr(patcher, "config", None)
+    return repr(getattr(config, "kind", None) or type(patcher).__name__)
+
+
 def cached_patching_problem(patcher: Any) -> str | None:
     """Why cached generation cannot patch on the fly with ``patcher``, or None when it can: it needs
     an incremental patcher or one with its own ``start_stepper``."""
     if getattr(patcher, "incremental", False) or callable(getattr(patcher, "start_stepper", None)):
         return None
-    config = getattr(patcher, "config", None)
-    kind = repr(getattr(config, "kind", None) or type(patcher).__name__)
-    return (f"the {kind} patcher is not incremental (appending bytes can move earlier patch boundaries), so cached "
+    return (f"the {patcher_name(patcher)} patcher is not incremental (appending bytes can move earlier patch boundaries), so cached "
             "generation cannot patch on the fly; use cache=False (blt generate --no-cache) or an incremental patcher")
 
 

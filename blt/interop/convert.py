@@ -22,7 +22,9 @@ import msgspec
 import torch
 
 from blt.core.errors import BltError
-from blt.interop.hf_config import HFBlt, InteropError, entropy_model_config, experiment_from_hf, read_hf_config
+from blt.interop.hf_config import (
+    PORT_ENTROPY_PATCHER, PORT_FALLBACK_PATCHER, HFBlt, InteropError, entropy_model_config, experiment_from_hf, read_hf_config,
+)
 
 # (port prefix, blt prefix): the one name table of import and export.
 PREFIXES = (
@@ -112,7 +114,7 @@ def _recorded_patcher(config: Mapping[str, Any], registry: Any) -> dict[str, Any
     """The ``blt_patcher`` table of ``config.json`` if there is one, else the port's ``byte`` fallback."""
     recorded = config.get(BLT_PATCHER)
     if recorded is None:
-        return {"kind": "byte"}  # what the port does without an entropy patcher: one byte per patch
+        return {"kind": PORT_FALLBACK_PATCHER}  # what the port does without an entropy patcher: one byte per patch
     try:
         return dict(msgspec.to_builtins(registry.config("patchers", recorded, path=f"$.{BLT_PATCHER}")))
     except (BltError, TypeError, ValueError) as exc:
@@ -130,7 +132,7 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     registry = registry if registry is not None else make_registry(autoload=False)
     experiment = experiment_from_hf(hf, attention)
     if hf.entropy_patching:
-        patcher_cfg: dict[str, Any] = {"kind": "entropy", "threshold": hf.threshold}
+        patcher_cfg: dict[str, Any] = {"kind": PORT_ENTROPY_PATCHER, "threshold": hf.threshold}
     else:
         patcher_cfg = _recorded_patcher(config, registry)
     if hf.max_patch_length is not None:
@@ -149,5 +151,5 @@ def convert(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], *, r
     load_strict(entropy_model, patcher_sd, patcher=True)
     # Hand the converted entropy model to the patcher instead of a model file.
     patcher_config = registry.config("patchers", patcher_cfg, path="$.patcher")
-    patcher = registry.patchers["entropy"].build(patcher_config, model=entropy_model.eval())
+    patcher = registry.patchers[PORT_ENTROPY_PATCHER].build(patcher_config, model=entropy_model.eval())
     return model, patcher

@@ -41,7 +41,8 @@ from blt.core.errors import UnavailableError
 from blt.interop.checkpoint import CONFIG, SINGLE
 from blt.interop.convert import BLT_PATCHER, CROSS_KV, hf_name
 from blt.interop.hf_config import (
-    UNLIMITED_WINDOW, VOCAB, InteropError, entropy_model_config, experiment_from_hf, read_hf_config,
+    PORT_ENTROPY_PATCHER, PORT_FALLBACK_PATCHER, PORT_KINDS, UNLIMITED_WINDOW, VOCAB, InteropError, entropy_model_config,
+    experiment_from_hf, read_hf_config,
 )
 from blt.model.blocks import ffn_hidden_dim
 from blt.tokens import BOS_ID, EOS_ID, PAD_ID
@@ -98,7 +99,7 @@ def _patcher_notes(patcher: Any, entropy_model: torch.nn.Module | None) -> tuple
             return None, []
         return None, ["with max_patch_length the port's own patching drops the next-token patch, so its last position "
                       "may read one patch earlier; pass patch_lengths (blt.interop.hf_patch_lengths) for exact logits"]
-    if patcher.config.kind == "byte":
+    if patcher.config.kind == PORT_FALLBACK_PATCHER:
         return None, []  # the port's own fallback: one byte per patch
     record = _record(patcher)
     return record, [f"the port has no {_patcher_name(patcher)} patcher: the exported model uses one byte per patch "
@@ -121,18 +122,18 @@ def hf_patch_lengths(patcher: Any, tokens: torch.Tensor) -> torch.Tensor:
 
 def _patcher_name(patcher: Any) -> str:
     kind = patcher.config.kind
-    if kind == "entropy" and getattr(patcher, "relative_threshold", None) is not None:
+    if kind == PORT_ENTROPY_PATCHER and getattr(patcher, "relative_threshold", None) is not None:
         return "'entropy' (relative_threshold)"
     return repr(kind)
 
 
 def _refuse_kinds(experiment: Any) -> None:
     kind = experiment.model.kind
-    if kind != "blt":
+    if kind != PORT_KINDS["model"]:
         raise InteropError(f"cannot export to Hugging Face: model kind {kind!r} ($.model.kind); the port is a BLT "
-                           "([model] kind = \"blt\")")
-    problems = [f"{section} {getattr(experiment, section).kind!r} ($.{section}.kind; the port's is 'cross_attention')"
-                for section in ("encoder", "decoder") if getattr(experiment, section).kind != "cross_attention"]
+                           f"([model] kind = \"{PORT_KINDS['model']}\")")
+    problems = [f"{section} {getattr(experiment, section).kind!r} ($.{section}.kind; the port's is {PORT_KINDS[section]!r})"
+                for section in ("encoder", "decoder") if getattr(experiment, section).kind != PORT_KINDS[section]]
     if problems:
         raise InteropError("cannot export to Hugging Face: the port has no " + " and no ".join(problems))
 
@@ -141,7 +142,7 @@ def _port_entropy_model(patcher: Any) -> torch.nn.Module | None:
     """The transformer entropy model when the port's own patcher can run ``patcher``, else None."""
     from blt.entropy.transformer import TransformerEntropyModel
 
-    if patcher.config.kind != "entropy" or getattr(patcher, "threshold", None) is None:
+    if patcher.config.kind != PORT_ENTROPY_PATCHER or getattr(patcher, "threshold", None) is None:
         return None
     model = patcher.model  # loads it (a one-line error when its file is missing)
     return model if isinstance(model, TransformerEntropyModel) else None

@@ -29,6 +29,11 @@ import attrs
 from blt.core.errors import InputError
 
 MODEL_TYPE = "blt"
+# What the port is in blt's terms, in one table the importer writes and the exporter checks against:
+# the model and its local stacks, its entropy patcher, and its fallback without one (a byte per patch).
+PORT_KINDS = {"model": "blt", "encoder": "cross_attention", "decoder": "cross_attention"}
+PORT_ENTROPY_PATCHER = "entropy"
+PORT_FALLBACK_PATCHER = "byte"
 VOCAB = 260
 # Values transformers itself fills in when a key is absent from config.json (not sizes).
 HF_LOCAL_THETA = 500000.0
@@ -253,7 +258,7 @@ def experiment_from_hf(hf: HFBlt, attention: str = "sdpa") -> dict[str, Any]:
             "block_documents": False,  # the port's global attention is plain causal
         },
         "encoder": {
-            "kind": "cross_attention", "layers": enc.layers, "heads": enc.heads, "kv_heads": enc.kv_heads,
+            "kind": PORT_KINDS["encoder"], "layers": enc.layers, "heads": enc.heads, "kv_heads": enc.kv_heads,
             "ffn_dim": enc.ffn, "window": hf.window, "hash_sizes": list(hf.hash_sizes),
             "hash_functions": hf.hash_functions, "hash_buckets": hf.hash_buckets,
             "k": hf.k, "cross_heads": enc.heads, "cross_all_layers": hf.encoder_cross_all, "cross_window": 1,
@@ -261,7 +266,7 @@ def experiment_from_hf(hf: HFBlt, attention: str = "sdpa") -> dict[str, Any]:
             "block_documents": False,  # the port's local attention crosses an EOS inside a row
         },
         "decoder": {
-            "kind": "cross_attention", "layers": dec.layers, "heads": dec.heads, "kv_heads": dec.kv_heads,
+            "kind": PORT_KINDS["decoder"], "layers": dec.layers, "heads": dec.heads, "kv_heads": dec.kv_heads,
             "ffn_dim": dec.ffn, "window": hf.window,  # the port reuses the encoder's sliding-window mask
             "k": hf.k, "cross_heads": dec.heads, "cross_all_layers": hf.decoder_cross_all, "cross_window": 1,
             "block_documents": False,
