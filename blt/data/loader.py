@@ -2,10 +2,18 @@
 
 The training stream visits documents in a seeded random order per epoch
 (``permutation(seed, epoch)``) and cuts rows as described in :mod:`blt.data.packing`. Its whole
-state is ``{"epoch", "doc", "offset", "rows"}``: position ``offset`` tokens into the ``doc``-th
-document of epoch ``epoch``'s order. Every rank walks the same global rows (cheap: the store is
-memory-mapped) and keeps its own contiguous slice, so the state is the same on every rank and a
-run resumes on any world size that divides the batch.
+state is ``{"epoch", "doc", "offset", "rows", "store"}``: position ``offset`` tokens into the
+``doc``-th document of epoch ``epoch``'s order, and the digest of the store's contents. Every rank
+walks the same global rows (cheap: the store is memory-mapped) and keeps its own contiguous slice,
+so the state is the same on every rank and a run resumes on any world size that divides the batch.
+
+This holds for every corpus format alike, because training never reads the corpus files: it reads
+the store built from them. *Resumable exactly* means: a run restored from a checkpoint's state
+yields the same rows, in the same order, with the same patch lengths, as the run that was not
+interrupted would have from that step on, so (with the weights, optimizer and RNG the trainer
+restores) the same losses bit for bit. It requires the same store, which the digest checks: a
+corpus file edited, replaced or reordered, or a changed patcher, gives another store, and
+resuming from a state of the old one is refused instead of silently training on other rows.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from blt.core.config import fingerprint
 from blt.data.config import DataConfig
 from blt.data.packing import pack_row, pad_lengths, trim_front
 from blt.data.sources import DataError, iter_documents, source_fingerprint
-from blt.data.store import Store, build_store, default_cache_dir
+from blt.data.store import Store, build_store, default_cache_dir, resolve_workers
 from blt.tokens import PAD_ID
 from blt.train.objective import target_byte_count
 
@@ -73,8 +81,9 @@ def patcher_fingerprint(patcher: Any, patcher_config: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def open_store(config: DataConfig, split: str, patcher: Any, patcher_config: Any) -> Store:
-    """The store for ``split``: reused from the cache when present, else built (once) now."""
+def open_store(config: DataConfig, split: str, patcher: Any, patcher_config: Any, *, progress: bool = True) -> Store:
+    """The store for ``split``: reused from the cache when present, else built (once) now, with
+    ``[data] workers`` processes (``progress``: a status line on a terminal when that is slow)."""
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     online = config.patches == "online"
     prepare = getattr(patcher, "prepare_document", None)
@@ -87,7 +96,8 @@ def open_store(config: DataConfig, split: str, patcher: Any, patcher_config: Any
     if not (dest / "meta.json").is_file():
         meta = {"source": config.heldout if split == "heldout" and config.heldout else config.source, "split": split,
                 "patcher": None if online else msgspec.to_builtins(patcher_config)}
-        build_store(iter_documents(config, split), dest, None if online else patcher, meta, prepare)
+        build_store(iter_documents(config, split), dest, None if online else patcher, meta, prepare,
+                    workers=resolve_workers(config.workers), progress=progress)
     return Store(dest, patcher=patcher)
 
 
@@ -112,10 +122,20 @@ class TrainStream:
         self.epoch = self.doc = self.offset = self.rows = 0
         self._order_epoch, self._order = -1, np.zeros(0, dtype=np.int64)
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "doc": self.doc, "offset": self.offset, "rows": self.rows}
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"epoch": self.epoch, "doc": self.doc, "offset": self.offset, "rows": self.rows}
+        if self.store.meta.get("digest"):
+            state["store"] = self.store.meta["digest"]
+        return state
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``; refuses a state taken on a store with other contents (the corpus
+        or the patcher changed), where the same position would be other rows."""
+        saved, have = state.get("store"), self.store.meta.get("digest")
+        if saved is not None and have is not None and saved != have:
+            raise DataError(f"the training data changed since this checkpoint (store {saved}, now {have}: other "
+                            "documents, tokens or patches), so it cannot resume exactly; restore the corpus, or "
+                            "start afresh with --no-resume")
         self.epoch, self.doc, self.offset, self.rows = (int(state[k]) for k in ("epoch", "doc", "offset", "rows"))
 
     def order(self, epoch: int) -> np.ndarray:

@@ -39,10 +39,12 @@ def fingerprints(config: Any, steps: int) -> dict[str, str]:
 
 def config_fingerprint(config: Any) -> str:
     """Fingerprint of a resolved experiment: every section but ``[run]`` (the run environment),
-    and not ``[data] cache_dir`` (where a cache lives does not change what is in it)."""
+    and not ``[data] cache_dir`` or ``workers`` (where a cache lives and how many processes build it
+    do not change what is in it)."""
     data = msgspec.to_builtins(config)
     data.pop("run", None)
-    data.get("data", {}).pop("cache_dir", None)
+    for local in ("cache_dir", "workers"):  # where a cache lives and how many processes build it
+        data.get("data", {}).pop(local, None)
     return fingerprint(data)
 
 
