@@ -136,6 +136,48 @@ class TokenLM(nn.Module):
         ce = F.cross_entropy(logits_BTV.float().flatten(0, 1), ids_BT[:, 1:].flatten(), ignore_index=PAD_ID, reduction="sum")
         return ce, int(bytes_BT[:, 1:].sum())
 
+    def target_nats(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor,
+                    targets_BN: torch.Tensor) -> torch.Tensor:
+        """Nats per target position, float32 ``[B, N]``, summing to ``forward``'s ``ce_sum``.
+
+        Bytes: one term per target. BPE tokens: a token's loss is credited to the row position of
+        its last byte (a special token's to its own position); a fragment token cut at a row edge,
+        which covers no byte of its own, to the first byte of its run. Positions no token ends at
+        (inner bytes, delimiters, pad) get 0."""
+        return self._target_scores(tokens_BN, patch_lengths_BP, targets_BN)[0]
+
+    def target_greedy(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor,
+                      targets_BN: torch.Tensor) -> torch.Tensor:
+        """``bool[B, N]``: False where a token credited to that position (as in :meth:`target_nats`)
+        is not the argmax of the model's prediction, True elsewhere (greedy decoding, token by token)."""
+        return self._target_scores(tokens_BN, patch_lengths_BP, targets_BN)[1]
+
+    def _target_scores(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor,
+                       targets_BN: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, N = targets_BN.shape
+        row_BN1 = torch.cat([tokens_BN, targets_BN[:, -1:]], dim=1)
+        if self.tokenizer is None:
+            logits_BNV = self.logits(tokens_BN).float()
+            nats = F.cross_entropy(logits_BNV.flatten(0, 1), targets_BN.flatten(), ignore_index=PAD_ID, reduction="none")
+            return nats.view(B, N), (logits_BNV.argmax(-1) == targets_BN) | (targets_BN == PAD_ID)
+        ids_BT, bytes_BT = self.token_ids(row_BN1, patch_lengths_BP)
+        logits_BTV = self.logits(ids_BT[:, :-1]).float()
+        want_BT = ids_BT[:, 1:]
+        nats_BT = F.cross_entropy(logits_BTV.flatten(0, 1), want_BT.flatten(), ignore_index=PAD_ID,
+                                  reduction="none").view(B, -1)
+        wrong_BT = (logits_BTV.argmax(-1) != want_BT) & (want_BT != PAD_ID)
+        # The k-th counted row position (neither pad nor delimiter: what bytes_BT counts), per row.
+        counted_BN1 = (row_BN1 != PAD_ID) & (row_BN1 != BPE_ID)
+        order_BN1 = torch.sort((~counted_BN1).to(torch.int8), dim=1, stable=True).indices
+        n_counted = counted_BN1.sum(1, keepdim=True)
+        covered_BT = bytes_BT.cumsum(1)[:, 1:]  # counted positions covered up to and including each target token
+        rank_BT = torch.where(bytes_BT[:, 1:] > 0, covered_BT - 1, covered_BT)
+        rank_BT = torch.minimum(rank_BT, (n_counted - 1).clamp(min=0))
+        where_BT = (order_BN1.gather(1, rank_BT) - 1).clamp(min=0)  # row position -> target index
+        nats = torch.zeros(B, N, dtype=torch.float32, device=tokens_BN.device).scatter_add_(1, where_BT, nats_BT)
+        wrong = torch.zeros(B, N, dtype=torch.long, device=tokens_BN.device).scatter_add_(1, where_BT, wrong_BT.long())
+        return nats, wrong == 0
+
     def logits(self, ids_BT: torch.Tensor) -> torch.Tensor:
         """``[B, T, vocab]`` logits for token ids (causal within EOS-delimited documents)."""
         B, T = ids_BT.shape

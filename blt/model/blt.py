@@ -72,6 +72,17 @@ class ByteLatentTransformer(nn.Module):
             return logits_BNV
         return cross_entropy_sum(logits_BNV, targets_BN), target_byte_count(targets_BN)
 
+    def target_nats(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor,
+                    targets_BN: torch.Tensor) -> torch.Tensor:
+        """Nats of each target, float32 ``[B, N]`` (0 where the target is pad): the terms whose sum
+        is ``forward``'s ``ce_sum``, for per-byte scoring (blt.evaluation)."""
+        from blt.tokens import PAD_ID
+
+        logits_BNV = self.logits(tokens_BN, patch_lengths_BP)
+        B, N = targets_BN.shape
+        return torch.nn.functional.cross_entropy(logits_BNV.float().flatten(0, 1), targets_BN.flatten(),
+                                                 ignore_index=PAD_ID, reduction="none").view(B, N)
+
     def logits(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor) -> torch.Tensor:
         layout = PatchLayout.from_lengths(tokens_BN, patch_lengths_BP)
         self.check_trainable(tokens_BN.device)

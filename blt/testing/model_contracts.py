@@ -10,8 +10,13 @@
   (``byte_causal=False``) reports "not applicable" (skipped); a patcher that cannot be built
   here or that the model refuses is reported skipped with the reason;
 - ``flops``: ``model.flops(n_bytes, avg_patch_size, attention="dense")`` is within 2% of
-  ``FlopCounterMode`` on the model's forward (``eager`` attention: dense masks);
-- ``gradients``: every parameter gets a finite gradient from the loss.
+  ``FlopCounterMode`` on the model's forward (``eager`` attention: dense masks); a model whose
+  cost depends on the row beyond the patcher (learned chunking) gives the row's realised shape as
+  keyword arguments of ``flops`` through ``model.flops_kwargs(tokens, patch_lengths)``;
+- ``gradients``: every parameter gets a finite gradient from the loss;
+- ``target_nats`` (optional method; skipped when the model has none): ``model.target_nats(tokens,
+  patch_lengths, targets)`` is a float ``[B, N]`` tensor, 0 where the target is pad, whose sum is
+  the loss's ``ce_sum`` (per-byte scoring, blt.evaluation, relies on it).
 """
 
 from __future__ import annotations
@@ -209,8 +214,11 @@ def check_flops(subject: ModelSubject) -> ContractResult:
     lengths = mi.model_patches(patcher, tokens)
     N, P = tokens.shape[1], int((lengths > 0).sum())
     avg = N / max(P - 1, 1)  # P = 1 + N / a: the row's first byte is a patch of its own
-    found = flops_mismatch(model.flops(float(N), avg, attention="dense"), lambda: model(tokens, lengths, next_targets(tokens)),
-                           f"N={N} bytes, {P} patches (a={avg:.3g})")
+    # a model whose cost depends on the data beyond the patcher (its own chunking) says how for this row
+    shape = getattr(model, "flops_kwargs", None)
+    extra = shape(tokens, lengths) if callable(shape) else {}
+    found = flops_mismatch(model.flops(float(N), avg, attention="dense", **extra),
+                           lambda: model(tokens, lengths, next_targets(tokens)), f"N={N} bytes, {P} patches (a={avg:.3g}) {extra or ''}")
     if found is not None:
         return ContractResult("flops", False, found)
     return ContractResult("flops", True, f"flops(..., attention='dense') within {FLOP_TOLERANCE:.0%} of FlopCounterMode "
@@ -227,7 +235,27 @@ def check_gradients(subject: ModelSubject) -> ContractResult:
     return ContractResult("gradients", problem is None, problem or f"all {count:,} parameters get a finite gradient")
 
 
-CONTRACT_NAMES = ("loss", "causality", "flops", "gradients")
+def check_target_nats(subject: ModelSubject) -> ContractResult:
+    kind = subject.home_patcher()
+    model, patcher = subject.model(kind), subject.patcher(kind)
+    if not callable(getattr(model, "target_nats", None)):
+        return ContractResult.skip("target_nats", f"{type(model).__name__} has no target_nats (per-byte scores unavailable)")
+    tokens = mi.padded([mi.prepare_stream(patcher, encode(t).tolist()) for t in GRADIENT_ROWS], [PAD_ID, EOS_ID])
+    tokens = tokens.to(subject.device)
+    lengths, targets = mi.model_patches(patcher, tokens), next_targets(tokens)
+    with torch.no_grad():
+        ce, _ = model(tokens, lengths, targets)
+        nats = model.target_nats(tokens, lengths, targets)
+    if not isinstance(nats, torch.Tensor) or tuple(nats.shape) != tuple(targets.shape) or not nats.dtype.is_floating_point:
+        return ContractResult("target_nats", False, f"target_nats must be a float tensor of shape {tuple(targets.shape)}, got {nats!r}")
+    if bool((nats[targets == PAD_ID] != 0).any()):
+        return ContractResult("target_nats", False, "target_nats is not 0 where the target is pad")
+    if not torch.allclose(nats.sum().double(), ce.double(), rtol=1e-4, atol=1e-4):
+        return ContractResult("target_nats", False, f"target_nats sums to {float(nats.sum()):.6g}, the loss is {float(ce):.6g}")
+    return ContractResult("target_nats", True, f"sums to the loss ({float(ce):.4g} nats) on a ragged batch ({kind} patcher)")
+
+
+CONTRACT_NAMES = ("loss", "causality", "flops", "gradients", "target_nats")
 
 
 @single_threaded
@@ -248,7 +276,8 @@ def run_model_contracts(target: Any, *, registry: Any = None, config: Any = None
         if name == "causality":
             results += check_causality(subject, max_examples)
             continue
-        check = {"loss": check_loss, "flops": check_flops, "gradients": check_gradients}[name]
+        check = {"loss": check_loss, "flops": check_flops, "gradients": check_gradients,
+                 "target_nats": check_target_nats}[name]
         try:
             results.append(check(subject))
         except Exception as exc:
