@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", metavar="FILE.png", help="with --show-entropy: also plot the scores and patch starts to FILE.png")
     parser.add_argument("--separator", metavar="S", help="draw S between patches (default: '│' when the output has no colours)")
     parser.add_argument("--max-bytes", type=int, default=4096, metavar="N", help="patch at most the first N bytes (default 4096)")
+    parser.add_argument("--run", metavar="RUN", help="a trained run (or export/checkpoint) whose model chooses its own "
+                        "boundaries (e.g. [model] kind = \"dynamic_chunking\"): show its chunks per stage; --kind, if "
+                        "given, must name the run's model kind; --show-entropy shows the boundary probabilities")
 
 
 def read_input(args: argparse.Namespace) -> tuple[bytes, str]:
@@ -163,6 +166,42 @@ def plot_scores(path: str, scores: list[float], lengths: list[int], title: str) 
         plt.close(fig)
 
 
+def show_learned(args: argparse.Namespace, console: Any, tokens_t: Any, label: str) -> int:
+    """``--run``: the boundaries a trained model chooses (``model.learned_patches``), stage by stage."""
+    import torch
+    from rich.table import Table
+
+    from blt.core.errors import InputError
+    from blt.train.weights import load_trained
+
+    if args.all_kinds:
+        raise InputError("--run shows the run's own boundaries; it cannot be combined with --all-kinds")
+    config, _registry, _patcher, model = load_trained(args.run)
+    kind = config.model.kind
+    if args.kind is not None and args.kind != kind:
+        raise InputError(f"--kind {args.kind!r} does not match the run's model kind {kind!r}")
+    learned = getattr(model, "learned_patches", None)
+    if not callable(learned):
+        raise InputError(f"the run's model ({kind!r}) does not choose its own boundaries (it reads the patcher's); "
+                         "drop --run to show a patcher's patches")
+    tokens = tokens_t.tolist()
+    with torch.no_grad():
+        stages = learned(tokens_t)
+    summary = Table(title=f"{label}: {len(tokens) - 2} bytes, chunks of {args.run}")
+    for col in ("stage", "patches", "byte patches", "bytes/patch"):
+        summary.add_column(col)
+    separator = args.separator if args.separator is not None else ("" if console.color_system else "│")
+    for name, lengths, scores in stages:
+        total, byte_patches, avg = statistics(tokens, lengths)
+        console.rule(f"[bold]{name}[/]")
+        console.print(render_patches(tokens, lengths, separator))
+        summary.add_row(name, str(total), str(byte_patches), f"{avg:.2f}")
+        if args.show_entropy:
+            console.print(sparkline_block(tokens, scores, lengths))
+    console.print(summary)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -179,6 +218,8 @@ def run(args: argparse.Namespace) -> int:
         raw = raw[: args.max_bytes]
     tokens_t = blt.tokens.encode(raw)
     tokens = tokens_t.tolist()
+    if args.run is not None:
+        return show_learned(args, console, tokens_t, label)
     registry, tables = patcher_configs(args)
     summary = Table(title=f"{label}: {len(raw)} bytes")
     for col in ("kind", "patches", "byte patches", "bytes/patch", "note"):

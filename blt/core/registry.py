@@ -41,6 +41,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "blt.plugins.models.blt",
     "blt.plugins.models.byte",
     "blt.plugins.models.bpe_token",
+    "blt.plugins.models.dynamic_chunking",
 )
 
 ENV_DISABLE_AUTOLOAD = "BLT_DISABLE_PLUGIN_AUTOLOAD"

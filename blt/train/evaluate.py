@@ -11,6 +11,7 @@ import torch
 from blt import parallel
 from blt.data import Batch, eval_batches
 from blt.data.store import Store
+from blt.tokens import BOS_ID
 from blt.train.objective import bits_per_byte
 
 
@@ -35,23 +36,38 @@ def ce_and_count(model: torch.nn.Module, batch: Batch, device: torch.device) -> 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, store: Store, *, seq_len: int, batch_size: int, max_bytes: int | None,
              device: torch.device, dtype: str = "auto", rank: int = 0, world: int = 1) -> dict[str, Any]:
-    """``{"bpb", "ce_nats", "bytes", "bytes_per_s"}`` over held-out rows (summed over ranks)."""
+    """``{"bpb", "ce_nats", "bytes", "bytes_per_s"}`` over held-out rows (summed over ranks).
+
+    A model with ``eval_stats(tokens, patch_lengths) -> {name: float}`` (e.g. the realised
+    ``avg_patch_size`` of a model that chooses its own chunks) adds ``"stats"``: each statistic
+    averaged over the evaluated batches, weighted by their target bytes (over all ranks)."""
     was_training = model.training
     model.eval()
     start = time.perf_counter()
     ce_total, count = 0.0, 0
+    stats_of = getattr(getattr(model, "module", model), "eval_stats", None)  # DDP wraps the model in .module
+    stats_sum: dict[str, float] = {}
     try:
         for batch in eval_batches(store, seq_len, batch_size, max_bytes, rank=rank, world=world):
             with autocast_for(device, dtype):
                 ce, n = ce_and_count(model, batch, device)
+                if callable(stats_of):
+                    for key, value in stats_of(batch.tokens.to(device), batch.patch_lengths.to(device)).items():
+                        stats_sum[key] = stats_sum.get(key, 0.0) + float(value) * n
             ce_total += float(ce)
             count += n
+        if callable(stats_of) and not stats_sum:  # no batch on this rank: the keys, with weight 0
+            stats_sum = dict.fromkeys(stats_of(torch.tensor([[BOS_ID]], device=device), None), 0.0)
     finally:
         model.train(was_training)
-    ce_total, count = parallel.all_reduce_sum([ce_total, float(count)], device)
+    keys = sorted(stats_sum)
+    ce_total, count, *sums = parallel.all_reduce_sum([ce_total, float(count), *(stats_sum[k] for k in keys)], device)
     wall = time.perf_counter() - start
-    return {"bpb": bits_per_byte(ce_total, count), "ce_nats": ce_total, "bytes": int(count),
-            "bytes_per_s": count / max(wall, 1e-9)}
+    result = {"bpb": bits_per_byte(ce_total, count), "ce_nats": ce_total, "bytes": int(count),
+              "bytes_per_s": count / max(wall, 1e-9)}
+    if callable(stats_of):
+        result["stats"] = {k: v / max(count, 1.0) for k, v in zip(keys, sums)}
+    return result
 
 
 __all__ = ["autocast_for", "ce_and_count", "evaluate"]

@@ -6,6 +6,15 @@ micro-batches and keeps its slice; the loss it backpropagates is
 ``CE_sum(rank slice) * world / global_targets(step)``, and DDP/FSDP average gradients over ranks,
 so the update equals the single-process update on the whole global batch.
 
+Auxiliary losses: a model may offer ``aux_loss() -> (loss, metrics) | None`` (e.g. a learned
+chunker's ratio loss), read on the unwrapped model right after each training forward. Each
+micro-batch's ``loss`` is a mean-like quantity of that micro-batch, so it is weighted by the
+micro-batch's share of the step's global targets: a rank backpropagates
+``aux * n_targets(micro-batch) * world / global_targets``, and after DDP's average the step's
+gradient is the target-weighted mean of every micro-batch's aux gradient on every rank (the plain
+aux loss in one process without accumulation). Its metrics, target-weighted the same way, and
+``aux_loss`` join the ``train`` rows; ``loss`` and ``bpb`` stay the cross-entropy alone.
+
 Crash safety: checkpoints go through :mod:`blt.train.checkpoint` (atomic ``latest``);
 ``final.json`` and the exported weights are written with temp-file + rename after the last
 checkpoint, so a finished run is recognised by ``final.json`` alone. A run holds its directory
@@ -188,7 +197,8 @@ def _train(config: Any, registry: Any, out: Path, info: Any, resume: bool, tell:
         res = evaluate(wrapped, pieces.heldout_store, seq_len=config.data.seq_len, batch_size=config.data.batch_size,
                        max_bytes=tc.eval_bytes, device=info.device, dtype=tc.dtype, rank=info.rank, world=info.world)
         metrics.write({"kind": "eval", "step": step, "eval_bpb": res["bpb"], "eval_bytes": res["bytes"],
-                       "train_flops": step * per_step_flops, "eval_bytes_per_s": res["bytes_per_s"]})
+                       "train_flops": step * per_step_flops, "eval_bytes_per_s": res["bytes_per_s"],
+                       **({"stats": res["stats"]} if "stats" in res else {})})
         return res
 
     wrapped.train()
@@ -200,15 +210,24 @@ def _train(config: Any, registry: Any, out: Path, info: Any, resume: bool, tell:
             t0 = time.perf_counter()
             micro = [stream.next_batch(config.data.batch_size, info.rank, info.world) for _ in range(tc.grad_accum)]
             global_targets = sum(m.global_targets for m in micro)
-            ce_local = 0.0
+            ce_local, aux_local = 0.0, {}
             for mb in micro:
                 with autocast_for(info.device, tc.dtype):
-                    ce, _ = ce_and_count(wrapped, mb, info.device)
-                (ce * info.world / global_targets).backward()
+                    ce, n_local = ce_and_count(wrapped, mb, info.device)
+                    aux = model_aux_loss(model)
+                scaled = ce * info.world / global_targets
+                if aux is not None:  # weighted by this micro-batch's share of the step's targets (module docstring)
+                    scaled = scaled + aux[0] * (n_local * info.world / global_targets)
+                    for key, value in {"aux_loss": float(aux[0].detach()), **aux[1]}.items():
+                        aux_local[key] = aux_local.get(key, 0.0) + float(value) * n_local
+                scaled.backward()
                 ce_local += float(ce.detach())
             grad_norm = torch.nn.utils.clip_grad_norm_(wrapped.parameters(), tc.clip if tc.clip > 0 else float("inf"))
             grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
             loss = parallel.all_reduce_sum([ce_local], info.device)[0] / global_targets
+            aux_keys = sorted(aux_local)  # the same model on every rank: the same keys
+            aux_row = dict(zip(aux_keys, (v / global_targets for v in parallel.all_reduce_sum(
+                [aux_local[k] for k in aux_keys], info.device)))) if aux_keys else {}
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # the same on every rank: all stop here
                 metrics.write({"kind": "diverged", "step": step + 1, "loss": loss, "grad_norm": grad_norm, "lr": lr})
                 metrics.close()
@@ -224,7 +243,7 @@ def _train(config: Any, registry: Any, out: Path, info: Any, resume: bool, tell:
             if step % run.log_every == 0 or step == steps:
                 metrics.write({"kind": "train", "step": step, "loss": last_loss, "bpb": last_loss / LN2, "lr": lr,
                                "grad_norm": grad_norm, "bytes": bytes_seen, "bytes_per_s": global_targets / max(dt, 1e-9),
-                               "train_flops": step * per_step_flops})
+                               "train_flops": step * per_step_flops, **aux_row})
             if (eval_every and step % eval_every == 0) or step == steps:
                 last_eval = run_eval()
             if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == steps:
@@ -247,6 +266,9 @@ def _train(config: Any, registry: Any, out: Path, info: Any, resume: bool, tell:
         "bytes": bytes_seen, "bytes_per_s": bytes_seen / max(wall, 1e-9), "wall_s": wall, "fingerprints": prints,
         "world_size": info.world, "config_fingerprint": config_fp,
     }
+    if "stats" in last_eval:  # a model that chooses its own patches: its realised average on held-out text
+        record["stats"] = last_eval["stats"]
+        record["avg_patch_size"] = last_eval["stats"].get("avg_patch_size", record["avg_patch_size"])
     if info.is_main:
         export_weights(wrapped, config, out / "export")
     else:
@@ -256,6 +278,13 @@ def _train(config: Any, registry: Any, out: Path, info: Any, resume: bool, tell:
     metrics.close()
     parallel.barrier()
     return record
+
+
+def model_aux_loss(model: torch.nn.Module) -> tuple[torch.Tensor, dict[str, float]] | None:
+    """The unwrapped model's auxiliary loss of its last forward (``model.aux_loss()`` -> ``(loss,
+    metrics)`` or None), or None for a model without one."""
+    aux_loss = getattr(model, "aux_loss", None)
+    return aux_loss() if callable(aux_loss) else None
 
 
 def _last_good(path: Path | None) -> str:
