@@ -64,9 +64,13 @@ def test_sampling_is_seeded_per_row_and_cache_independent(registry, entropy_file
     cached = generate(model, patcher, prompts, **kw)
     assert cached == generate(model, patcher, prompts, cache=False, **kw)
     assert cached == generate(model, patcher, prompts, **kw)  # reproducible
-    assert cached[1] == generate(model, patcher, ["c d e"], **kw)[0]  # independent of batch-mates
+    assert cached[1] == generate(model, patcher, ["zz top", "c d e"], **kw)[1]  # independent of batch-mates
+    assert cached[1] == generate(model, patcher, ["c d e"], row_offset=1, **kw)[0]  # its stream is (seed, row)
     if sampling.get("top_k") == 1:  # top-1 sampling is greedy
         assert cached == generate(model, patcher, prompts, max_new_bytes=10, stop_at_eos=False)
+    else:  # copies of one prompt draw from different streams
+        copies = generate(model, patcher, ["ab"] * 4, **kw)
+        assert len(set(copies)) == 4
 
 
 def test_stream_callback_and_eos_stop(registry, entropy_files):
@@ -102,3 +106,24 @@ def test_caches_stay_bounded(registry, entropy_files):
     assert gen.encoder.stack.store.capacity == 5 and gen.decoder.stack.store.capacity == 7
     assert len(gen.encoder.history.states) <= 2 * 5 + 1  # cross_window 2 patches of at most max_patch_length 5
     assert gen.starts.stepper.state.key_pos_BS.shape[1] <= 3  # entropy window 4: 3 cached keys
+
+
+def test_ragged_batch_rows_finish_on_their_own(registry, entropy_files):
+    """One row stops at its EOS after one byte while its longer-prompt batch-mate runs to its budget,
+    with the bytes it gets alone."""
+    model, patcher = get_model(registry, "cross_attention", "cross_attention"), get_patcher(registry, "space", entropy_files)
+
+    def first_row_says_eos(module, inputs, logits):
+        if logits.shape[0] == 2:  # only in the batch of two, only row 0
+            logits = logits.clone()
+            logits[0, EOS_ID] += 1e4
+        return logits
+
+    handle = model.lm_head.register_forward_hook(first_row_says_eos)
+    try:
+        batched = generate_detailed(model, patcher, ["hi", "a longer prompt"], max_new_bytes=11)
+    finally:
+        handle.remove()
+    assert batched.new_tokens[0] == [EOS_ID]
+    assert batched.outputs[1] == generate(model, patcher, ["a longer prompt"], max_new_bytes=11)[0]
+    assert len(batched.new_tokens[1]) == 11 or batched.new_tokens[1][-1] == EOS_ID

@@ -16,6 +16,7 @@ from blt.core.patching import Patches, as_batch, finish
 from blt.entropy.compute import entropies as model_entropies
 from blt.entropy.io import load_entropy_model, shipped_model_path
 from blt.entropy.rules import check_entropies, entropy_starts, step_start
+from blt.tokens import EOS_ID
 
 
 class EntropyPatcherConfig(PatcherConfig, tag_field="kind"):
@@ -100,6 +101,7 @@ class EntropyStarts:
 
     def __init__(self, patcher: EntropyPatcher, batch: int) -> None:
         from blt.entropy.compute import entropy_from_logits
+        from blt.generate.documents import DocumentClock
 
         self.model = patcher.model
         self.state = self.model.new_state(batch)
@@ -107,9 +109,20 @@ class EntropyStarts:
         self.entropy = entropy_from_logits
         self.prev_e_B: torch.Tensor | None = None
         self.device = self.model.embed_tokens.weight.device
+        self.clock = DocumentClock()
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
+        """Each document is patched alone, as training patches it: the rule restarts after an EOS
+        (its first positions start, the relative rule's first difference is within the document)
+        and the model's earlier keys are hidden from the new document."""
         logits_B1V = self.model(tokens_B.to(self.device)[:, None], self.state)
         e_B = self.entropy(logits_B1V)[:, 0].to(tokens_B.device)  # e[t]: entropy of the prediction of t + 1
         prev, self.prev_e_B = self.prev_e_B, e_B
-        return step_start(e_B, prev, t + 1, threshold=self.threshold, relative_threshold=self.relative)
+        p_B = self.clock.local(tokens_B, t) + 1  # position t + 1 within its document
+        rule_B = step_start(e_B, prev, t + 1, threshold=self.threshold, relative_threshold=self.relative)
+        forced_B = (p_B <= 1) | (tokens_B == EOS_ID) | ((p_B == 2) & (self.relative is not None))
+        ended_B = tokens_B.to(self.device) == EOS_ID
+        key_pos = getattr(self.state, "key_pos_BS", None)
+        if key_pos is not None and bool(ended_B.any()):  # the next document must not see this one's keys
+            key_pos[ended_B] = -(2**40)
+        return rule_B | forced_B

@@ -4,7 +4,8 @@
 >>> outputs = generate(model, patcher, ["Hi"], max_new_bytes=64, temperature=0.8, top_p=0.9, seed=1)
 
 Rows are independent: a row's output depends only on its prompt, the model, the patcher and the
-sampling parameters (each row has its own generator seeded with ``seed``), never on its batch-mates.
+sampling parameters (row b has its own random stream seeded from ``(seed, b)``), never on its
+batch-mates. Rows may have different prompt lengths; each stops at its own EOS or byte budget.
 """
 
 from __future__ import annotations
@@ -34,15 +35,20 @@ def generate_detailed(
     stream: StreamCallback | None = None,
     context: int | None = None,
     keep_logits: bool = False,
+    row_offset: int = 0,
 ) -> GenerationResult:
     """Like :func:`generate`, returning a :class:`GenerationResult` (new token ids, optionally the
-    logits of every step, patches per row)."""
+    logits of every step, patches per row). ``row_offset``: the index of the first prompt for
+    seeding (row b draws from stream ``(seed, row_offset + b)``), so a long list generated in
+    chunks samples exactly as one batch would."""
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     if isinstance(max_new_bytes, bool) or not isinstance(max_new_bytes, int) or max_new_bytes < 1:
         raise InputError(f"max_new_bytes must be an integer >= 1, got {max_new_bytes!r}")
+    if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
+        raise InputError(f"row_offset must be an integer >= 0, got {row_offset!r}")
     ids = prompt_tokens(prompts, context, patcher)
     check_patcher(patcher, cache)
-    rows = RowOutputs(len(ids), max_new_bytes, stop_at_eos, Sampler(params, len(ids)), stream, keep_logits)
+    rows = RowOutputs(len(ids), max_new_bytes, stop_at_eos, Sampler(params, len(ids), row_offset), stream, keep_logits)
     with torch.inference_mode():
         if cache:
             from blt.generate.cached import run_cached
@@ -57,7 +63,8 @@ def generate_detailed(
 
 def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_bytes: int = 256, temperature: float = 0.0,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = True,
-             cache: bool = True, stream: StreamCallback | None = None, context: int | None = None) -> list[bytes]:
+             cache: bool = True, stream: StreamCallback | None = None, context: int | None = None,
+             row_offset: int = 0) -> list[bytes]:
     """Continue each prompt by up to ``max_new_bytes`` bytes; returns the new bytes of each row.
 
     ``prompts``: a list of ``str`` / ``bytes`` / token-id sequences (starting with BOS), or a
@@ -67,11 +74,12 @@ def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_byte
     ``start_stepper``, as ``bpe`` has for its delimited stream);
     ``cache=False`` recomputes everything per byte (the reference's method, the oracle).
     ``stream(row, new_bytes)`` is called as bytes are produced. ``context``: refuse prompts longer
-    than this many tokens (BOS included); see :mod:`blt.generate.prompts`.
+    than this many tokens (BOS included); see :mod:`blt.generate.prompts`. ``row_offset``: see
+    :func:`generate_detailed`.
     """
     return generate_detailed(model, patcher, prompts, max_new_bytes=max_new_bytes, temperature=temperature, top_k=top_k,
                              top_p=top_p, seed=seed, stop_at_eos=stop_at_eos, cache=cache, stream=stream,
-                             context=context).outputs
+                             context=context, row_offset=row_offset).outputs
 
 
 def check_patcher(patcher: Any, cache: bool) -> None:

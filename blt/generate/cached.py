@@ -47,30 +47,43 @@ class CachedGenerator:
         self.glob = GlobalStep(model.global_transformer, batch, total + 1, backend, like)
         self.decoder = component_step(model.decoder, "decoder", batch, total, backend, like)
         self.t = 0
-        self.pid_B = torch.zeros(batch, dtype=torch.long, device=device)        # patch of byte t
-        self.eos_before_B = torch.zeros(batch, dtype=torch.long, device=device)  # byte document of t
-        self.patch_eos_B = torch.zeros(batch, dtype=torch.bool, device=device)  # open patch holds an EOS
+        self.device = device
+        # Per-row counters as Python values (a few scalars per row cost less than tensor ops), with
+        # tensor copies rebuilt only when they change: patch of byte t, byte document of t (EOS
+        # strictly before), whether the open patch holds an EOS, the row's last closed patch.
+        self.pid, self.doc, self.patch_eos = [0] * batch, [0] * batch, [False] * batch
+        self.pid_B = torch.zeros(batch, dtype=torch.long, device=device)
+        self.eos_before_B = torch.zeros(batch, dtype=torch.long, device=device)
+        self.read_B = torch.zeros(batch, dtype=torch.long, device=device)
 
     def patches_closed(self) -> list[int]:
         return self.glob.count_B.tolist()
 
     def step(self, tokens_B: torch.Tensor) -> torch.Tensor:
         t, pid_B, doc_B = self.t, self.pid_B, self.eos_before_B
-        is_eos_B = tokens_B == EOS_ID
+        tokens = tokens_B.tolist()
         bytes_B1D = self.encoder.step(tokens_B, t, pid_B, doc_B)
-        self.patch_eos_B |= is_eos_B
-        next_starts_B = self.starts.step(tokens_B, t)
-        rows_C = next_starts_B.nonzero().flatten()
-        if rows_C.numel():  # the patch holding byte t closes at t: encode it and run the global step
+        eos = [token == EOS_ID for token in tokens]
+        self.patch_eos = [a or b for a, b in zip(self.patch_eos, eos)]
+        next_starts = self.starts.step_list(tokens_B, tokens, t)
+        closing = [b for b, start in enumerate(next_starts) if start]
+        if closing:  # the patch holding byte t closes at t: encode it and run the global step
+            rows_C = torch.tensor(closing, dtype=torch.long, device=self.device)
             patch_vectors = self.encoder.close(rows_C)
-            global_C1G = self.glob.close(rows_C, patch_vectors, self.patch_eos_B[rows_C])
+            has_eos_C = torch.tensor([self.patch_eos[b] for b in closing], dtype=torch.bool, device=self.device)
+            global_C1G = self.glob.close(rows_C, patch_vectors, has_eos_C)
             self.decoder.push(rows_C, pid_B[rows_C], global_C1G)
-            self.patch_eos_B[rows_C] = False
-        read_B = self.glob.count_B - 1  # P(t+1) - 1: the row's last closed patch
-        h_B1D = self.decoder.step(bytes_B1D, t, read_B, doc_B)
-        logits_BV = self.model.lm_head(h_B1D).float()[:, 0]
-        self.pid_B = pid_B + next_starts_B.long()
-        self.eos_before_B = doc_B + is_eos_B.long()
+            for b in closing:
+                self.patch_eos[b] = False
+            self.read_B = self.glob.count_B - 1  # P(t+1) - 1: the row's last closed patch
+        h_B1D = self.decoder.step(bytes_B1D, t, self.read_B, doc_B)
+        logits_BV = self.model.lm_head(h_B1D[:, 0]).float()  # the module (its hooks run)
+        if closing:
+            self.pid = [n + s for n, s in zip(self.pid, next_starts)]
+            self.pid_B = torch.tensor(self.pid, dtype=torch.long, device=self.device)
+        if any(eos):
+            self.doc = [n + e for n, e in zip(self.doc, eos)]
+            self.eos_before_B = torch.tensor(self.doc, dtype=torch.long, device=self.device)
         self.t += 1
         return logits_BV
 
@@ -83,13 +96,16 @@ def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], m
     device = next(model.parameters()).device
     gen = component_step(model, "model", patcher, B, total)
     fed = [p[0] for p in prompts]
+    greedy, shortest = rows.sampler.params.greedy, min(lengths)
     for t in range(total):
         logits_BV = gen.step(torch.tensor(fed, dtype=torch.long, device=device))
+        choosing = t + 1 >= shortest  # some row is past its prompt
+        choices = logits_BV.argmax(-1).tolist() if greedy and choosing else [None] * B  # one argmax for the batch
         for b in range(B):
             if t + 1 < lengths[b]:
                 fed[b] = prompts[b][t + 1]
             elif not rows.done[b]:
-                fed[b] = rows.add(b, logits_BV[b])
+                fed[b] = rows.add(b, logits_BV[b], choices[b])
             # a finished row keeps stepping with its last token until the batch is done; its outputs are ignored
         if rows.all_done:
             break

@@ -13,11 +13,30 @@ the model's left padding).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from blt.generate.local_stack import ByteHistory, LocalStack
 from blt.attention.backend import AttentionBackend
-from blt.model.byte_embedding import embed_bytes
+from blt.model.hash_embedding import HashNgramEmbedding, prime_powers
+
+
+class HashRows:
+    """The hash n-gram embedding of the newest position only, from its last ``g_max`` ids (what
+    :meth:`HashNgramEmbedding.forward` computes at that position: the same rows, one fused sum)."""
+
+    def __init__(self, hashed: HashNgramEmbedding, device: torch.device) -> None:
+        g_max = max(hashed.group_sizes)
+        coefficients = [[0] * (g_max - g) + prime_powers(f, g) for f in range(hashed.functions) for g in hashed.group_sizes]
+        self.coefficients_TG = torch.tensor(coefficients, dtype=torch.int64, device=device)
+        self.offsets_T = torch.arange(hashed.num_tables, device=device) * hashed.buckets
+        self.hashed = hashed
+
+    def __call__(self, recent_BG: torch.Tensor) -> torch.Tensor:
+        if self.hashed.num_tables == 0:
+            return self.hashed.weight.new_zeros(recent_BG.shape[0], self.hashed.weight.shape[1])
+        rows_BT = torch.remainder((recent_BG[:, None, :] * self.coefficients_TG).sum(-1), self.hashed.buckets) + self.offsets_T
+        return F.embedding_bag(rows_BT, self.hashed.weight, mode="sum")
 
 
 class EncoderStep:
@@ -36,31 +55,37 @@ class EncoderStep:
         hashed = encoder.hash_embeddings is not None
         self.recent_BG = torch.zeros(batch, max(encoder.hash_embeddings.group_sizes) if hashed else 1,
                                      dtype=torch.long, device=like.device)
+        self.hash_rows = HashRows(encoder.hash_embeddings, like.device) if hashed else None
         self.history = ByteHistory()
         self.rows_B = torch.arange(batch, device=like.device)
         self.prev_pid_B = torch.full((batch,), -1, dtype=torch.long, device=like.device)
         self.starts_BW = torch.zeros(batch, window, dtype=torch.long, device=like.device)  # start of patch q at q % W
         self.oldest_B = torch.zeros(batch, dtype=torch.long, device=like.device)
+        self.oldest = 0
 
     def step(self, tokens_B: torch.Tensor, t: int, pid_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         """Byte t of every row (in patch ``pid_B``) -> its final encoder state ``[B, 1, d]``."""
         self.recent_BG = torch.cat([self.recent_BG[:, 1:], tokens_B[:, None]], dim=1)
-        h_B1D = embed_bytes(self.recent_BG, self.encoder.embed_tokens, self.encoder.hash_embeddings)[:, -1:]
+        h_BD = self.encoder.embed_tokens.weight[tokens_B]
+        if self.hash_rows is not None:
+            h_BD = h_BD + self.hash_rows(self.recent_BG)
         self.stack.begin(t, doc_B)
         kept = []
         for i in range(len(self.encoder.layers)):
-            h_B1D = self.stack.layer(i, h_B1D)
+            h_BD = self.stack.layer(i, h_BD)
             if i >= self.recorded_from:
-                kept.append(h_B1D[:, 0])
-        slot_B = pid_B % self.window
-        new_B = pid_B != self.prev_pid_B
-        self.starts_BW[self.rows_B, slot_B] = torch.where(new_B, t, self.starts_BW[self.rows_B, slot_B])
-        self.prev_pid_B = pid_B
-        self.history.append(torch.stack(kept, dim=1), pid_B)
-        first_needed_B = (pid_B - self.window + 1).clamp(min=0) % self.window
-        self.oldest_B = self.starts_BW[self.rows_B, first_needed_B]
-        self.history.trim(int(self.oldest_B.min()))
-        return h_B1D
+                kept.append(h_BD)
+        if pid_B is not self.prev_pid_B:  # new patch ids (the generator makes a new tensor when they move on)
+            slot_B = pid_B % self.window
+            new_B = pid_B != self.prev_pid_B
+            self.starts_BW[self.rows_B, slot_B] = torch.where(new_B, t, self.starts_BW[self.rows_B, slot_B])
+            self.prev_pid_B = pid_B
+            first_needed_B = (pid_B - self.window + 1).clamp(min=0) % self.window
+            self.oldest_B = self.starts_BW[self.rows_B, first_needed_B]
+            self.oldest = int(self.oldest_B.min())
+        self.history.append(kept[0][:, None] if len(kept) == 1 else torch.stack(kept, dim=1), pid_B)
+        self.history.trim(self.oldest)
+        return h_BD[:, None]
 
     def closing_span(self, rows_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For rows whose patch closes at this byte: ``(states [C, L, S, d], patch ids [C, L], own patch [C])``."""

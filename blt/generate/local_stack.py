@@ -1,9 +1,11 @@
 """One byte position through a windowed local stack (encoder or decoder layers) with a ring cache.
 
-Rows advance in lockstep, so at step t every row is at byte position t: one RoPE table, one ring
-slot ``t % C`` and one mask description (over the kept keys' positions and document ids) serve
-every layer of the stack. The mask is the model's ``local_block_causal`` rule: causal, same
-document (EOS count strictly before), at most ``window`` bytes back.
+Rows advance in lockstep, so at step t every row is at byte position t: one RoPE rotation, one
+ring slot ``t % C`` and one boolean mask serve every layer of the stack. The mask is the model's
+``local_block_causal`` rule: causal, same document (EOS count strictly before), at most ``window``
+bytes back. With ``C = min(window, total)`` slots, every filled slot holds one of the last ``C``
+positions, all within the window and not after t, so only the document test remains (none when
+the stack does not block documents). Layers run through :class:`blt.generate.fast_layers.FastLayer`.
 """
 
 from __future__ import annotations
@@ -11,37 +13,34 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from blt.generate.caches import attend_for, local_store
-from blt.attention.backend import AttentionBackend
+from blt.generate.caches import local_store
+from blt.generate.fast_layers import FastLayer
 from blt.model.blocks import rope_angles
-from blt.attention.masks import LOCAL_BLOCK_CAUSAL
 
 
 class LocalStack:
-    """``begin(t, doc_B)`` once per step, then ``layer(i, h_B1D)`` for each layer in order."""
+    """``begin(t, doc_B)`` once per step, then ``layer(i, h_BD)`` for each layer in order."""
 
     def __init__(self, layers: nn.ModuleList, window: int | None, rope_theta: float, batch: int, total: int,
-                 backend: AttentionBackend, like: torch.Tensor, block_documents: bool = True) -> None:
-        self.layers, self.window, self.rope_theta, self.backend = layers, window, rope_theta, backend
-        self.block_documents = block_documents
+                 backend: object, like: torch.Tensor, block_documents: bool = True) -> None:
+        self.window, self.block_documents = window, block_documents
         self.store = local_store(list(layers), batch, window, total, like)
-        self.rows_B = torch.arange(batch, device=like.device)
-        self.head_dim = layers[0].self_attn.head_dim
+        self.fast = [FastLayer(layer) for layer in layers]
+        head_dim = layers[0].self_attn.head_dim
+        # every position's RoPE tables, computed once
+        self.cos_TD, self.sin_TD = rope_angles(torch.arange(max(total, 1), device=like.device), head_dim, rope_theta)
 
     def begin(self, t: int, doc_B: torch.Tensor) -> None:
-        if not self.block_documents:  # one document: attention crosses EOS, as the config asks
-            doc_B = torch.zeros_like(doc_B)
-        C = self.store.capacity
-        B = self.rows_B.shape[0]
-        pos_B = torch.full((B,), t, dtype=torch.long, device=doc_B.device)
-        self.store.begin(self.rows_B, torch.full_like(pos_B, t % C), pos_B, doc_B, used=min(C, t + 1))
-        kv_pos_BK, kv_doc_BK = self.store.key_positions()
-        self.attend = attend_for(self.backend, LOCAL_BLOCK_CAUSAL, pos_B[:, None], kv_pos_BK, doc_B[:, None], kv_doc_BK,
-                                 self.window)
-        self.rope = rope_angles(pos_B[:1], self.head_dim, self.rope_theta)  # (1, hd): same position in every row
+        store, C = self.store, self.store.capacity
+        self.slot, self.used = t % C, min(C, t + 1)
+        self.mask = None
+        if self.block_documents:  # one document otherwise: attention crosses EOS, as the config asks
+            store.doc_BC[:, self.slot] = doc_B
+            self.mask = (store.doc_BC[:, : self.used] == doc_B[:, None])[:, None, None, :]
+        self.cos, self.sin = self.cos_TD[t], self.sin_TD[t]
 
-    def layer(self, i: int, h_B1D: torch.Tensor) -> torch.Tensor:
-        return self.layers[i](h_B1D, self.rope, self.attend, self.store.layer(i))
+    def layer(self, i: int, h_BD: torch.Tensor) -> torch.Tensor:
+        return self.fast[i](h_BD, self.cos, self.sin, self.store.k[i], self.store.v[i], self.slot, self.used, self.mask)
 
 
 class ByteHistory:

@@ -1,8 +1,9 @@
 """The oracle: recompute everything for every new byte (the reference's ``generate_nocache``).
 
-Each step re-patches the row's whole prefix with ``include_next_token=True`` (entropy patchers
-re-run their model over it; a patcher with ``patch_prepared`` applies its rule on the prepared
-stream, as the data pipeline does, so ``bpe`` follows its delimiters), gives BOS its own patch,
+Each step re-patches the row's whole prefix with ``include_next_token=True``, each document (ended by
+EOS) alone as the data pipeline patches it (entropy patchers re-run their model over it; a patcher
+with ``patch_prepared`` applies its rule on the prepared stream, so ``bpe`` follows its
+delimiters), gives BOS its own patch,
 runs the full model and keeps the last position's logits. Rows run one at a time, so they are independent by construction. Cost per byte
 grows with the prefix (O(T^2) overall); any patcher works, BPE included.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 import torch
 
+from blt.generate.documents import row_lengths
 from blt.generate.outputs import RowOutputs
 from blt.model.layout import split_first_patch
 
@@ -21,8 +23,7 @@ def next_logits_nocache(model: torch.nn.Module, patcher: Any, ids: list[int]) ->
     """Logits ``[260]`` for the token after ``ids`` (one row), recomputed from scratch."""
     device = next(model.parameters()).device
     tokens_1N = torch.tensor([ids], dtype=torch.long, device=device)
-    patch = getattr(patcher, "patch_prepared", None) or patcher.patch  # the rule on the stream the model reads
-    lengths_1P = split_first_patch(patch(tokens_1N, include_next_token=True).lengths.to(device))
+    lengths_1P = split_first_patch(row_lengths(patcher, tokens_1N[0])[None])
     return model(tokens_1N, lengths_1P)[0, -1]
 
 

@@ -40,9 +40,10 @@ class RowOutputs:
     def all_done(self) -> bool:
         return all(self.done)
 
-    def add(self, row: int, logits_V: torch.Tensor) -> int:
-        """Choose row ``row``'s next token from ``logits_V``, record it, stream it; returns the id."""
-        token = self.sampler.choose(row, logits_V)
+    def add(self, row: int, logits_V: torch.Tensor, greedy_choice: int | None = None) -> int:
+        """Choose row ``row``'s next token from ``logits_V`` (``greedy_choice``: its argmax, when the
+        caller computed it for the whole batch), record it, stream it; returns the id."""
+        token = greedy_choice if greedy_choice is not None and self.sampler.params.greedy else self.sampler.choose(row, logits_V)
         self.new_tokens[row].append(token)
         if self.logits is not None:
             self.logits[row].append(logits_V.detach().float().cpu())

@@ -4,11 +4,13 @@ This is the ``include_next_token`` rule applied one position at a time. A *start
 the token at position t of every row and returns ``starts_B``, whether position ``t + 1`` opens a
 patch by the patcher's rule (before ``max_patch_length``), at a cost that does not grow with t.
 Each patcher provides its own as ``start_stepper(batch)``, in its plugin file; for an incremental
-patcher without one, a correct but O(t)-per-byte fallback re-patches the whole prefix.
+patcher without one, a correct but O(t)-per-byte fallback re-patches the whole prefix. A row's
+documents are patched alone, as in training (:mod:`blt.generate.documents`): a stepper restarts
+its rule after each EOS it is given.
 
 :class:`PatchStarts` then applies what every patcher shares, in the order ``patch`` + the model's
-input convention apply them: ``max_patch_length`` splits (left to right, counted from the last rule
-start) and the BOS rule of :func:`blt.model.layout.split_first_patch` (position 1 always starts).
+input convention apply them: the position after an EOS starts a patch (a new document),
+``max_patch_length`` splits (left to right, counted from the last rule start) and the BOS rule of :func:`blt.model.layout.split_first_patch` (position 1 always starts).
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from typing import Any, Protocol
 import torch
 
 from blt.core.errors import UnavailableError
+from blt.tokens import EOS_ID
 
 
 class StartStepper(Protocol):
+    """May also offer ``step_values(tokens: list[int], t) -> list[bool]``, the same rule on Python
+    values (cheaper for rules of a few scalars per row); generation then calls that instead."""
+
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         """Consume the tokens at position ``t``; -> bool ``[B]``: position ``t + 1`` starts a patch."""
         ...
@@ -36,11 +42,15 @@ class RepatchStarts:
         self.history: list[torch.Tensor] = []
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
+        from blt.generate.documents import row_lengths
+
         self.history.append(tokens_B)
         prefix_BN = torch.stack(self.history, dim=1)
-        lengths_BP = self.patcher.patch(prefix_BN, include_next_token=True).lengths
-        ends_BP = torch.cumsum(lengths_BP, dim=1)
-        return ((ends_BP == t + 1) & (lengths_BP > 0)).any(dim=1)  # a patch ends at t: t + 1 starts one
+        starts = []
+        for row_N in prefix_BN:  # each document of the row patched alone
+            ends_P = torch.cumsum(row_lengths(self.patcher, row_N), dim=0)
+            starts.append(bool((ends_P == t + 1).any()))  # a patch ends at t: t + 1 starts one
+        return torch.tensor(starts, dtype=torch.bool, device=tokens_B.device)
 
 
 def patcher_name(patcher: Any) -> str:
@@ -74,15 +84,27 @@ class PatchStarts:
         self.stepper = rule_stepper(patcher, batch)
         config = getattr(patcher, "config", None)
         self.max_len = getattr(config, "max_patch_length", None)
-        self.last_rule_start_B = torch.zeros(batch, dtype=torch.long, device=device)
+        self.last_rule_start = [0] * batch
+        self.device = device
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         """Consume position t's tokens; -> bool ``[B]``, position ``t + 1`` starts a patch."""
-        starts_B = self.stepper.step(tokens_B, t)
+        return torch.tensor(self.step_list(tokens_B, tokens_B.tolist(), t), dtype=torch.bool, device=self.device)
+
+    def step_list(self, tokens_B: torch.Tensor, tokens: list[int], t: int) -> list[bool]:
+        """:meth:`step` with the tokens also given as a list; the shared rules run on Python
+        values (a handful of scalars per row costs less than as many tiny tensor ops)."""
+        values = getattr(self.stepper, "step_values", None)  # optional: the rule on Python values
+        rule = values(tokens, t) if callable(values) else self.stepper.step(tokens_B, t).tolist()
         p = t + 1
-        if self.max_len is not None:
-            self.last_rule_start_B = torch.where(starts_B, p, self.last_rule_start_B)
-            starts_B = starts_B | ((p - self.last_rule_start_B) % self.max_len == 0)
-        if p == 1:  # BOS is a patch of its own (split_first_patch)
-            starts_B = torch.ones_like(starts_B)
-        return starts_B
+        starts = []
+        for b, token in enumerate(tokens):
+            start = rule[b] or token == EOS_ID  # a new document starts a patch
+            if self.max_len is not None:
+                if start:
+                    self.last_rule_start[b] = p
+                start = start or (p - self.last_rule_start[b]) % self.max_len == 0
+            starts.append(start)
+        if p == 1:  # BOS is a patch of its own (split_first_patch); not a rule start for max_patch_length
+            return [True] * len(tokens)
+        return starts

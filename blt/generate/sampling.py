@@ -1,11 +1,14 @@
 """Choosing the next byte: greedy (temperature 0) or sampling with temperature, top-k and top-p.
 
-Each row has its own random generator seeded with ``seed``, and it advances only when that row
-samples, so a row's output is a function of its prompt and the seed alone: it does not depend on
-its batch-mates or its place in the batch, and cached and no-cache generation draw the same numbers.
+Row b of a batch draws from its own random stream, seeded from ``(seed, b)``
+(:func:`row_seed`), which advances only when that row samples: copies of one prompt in a batch give
+different samples, a row's output is a function of its prompt, its index and the seed (never of
+its batch-mates' prompts), and cached and no-cache generation draw the same numbers.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import attrs
 import torch
@@ -43,8 +46,11 @@ def filter_logits(logits_V: torch.Tensor, params: SamplingParams) -> torch.Tenso
     """Temperature-scaled logits with entries outside top-k / the top-p nucleus set to -inf."""
     scaled = logits_V.float() / params.temperature
     if params.top_k is not None and params.top_k < scaled.numel():
-        kth = torch.topk(scaled, params.top_k).values[-1]
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+        # Exactly k candidates: a stable descending sort breaks ties at the k-th logit by the lowest id.
+        order_V = torch.sort(scaled, descending=True, stable=True).indices
+        drop_V = torch.ones_like(scaled, dtype=torch.bool)
+        drop_V[order_V[: params.top_k]] = False
+        scaled = scaled.masked_fill(drop_V, float("-inf"))
     if params.top_p is not None and params.top_p < 1:
         sorted_V, order_V = torch.sort(scaled, descending=True)
         probs_V = torch.softmax(sorted_V, dim=-1)
@@ -55,18 +61,25 @@ def filter_logits(logits_V: torch.Tensor, params: SamplingParams) -> torch.Tenso
     return scaled
 
 
+def row_seed(seed: int, row: int) -> int:
+    """The seed of row ``row``'s stream: a 63-bit hash of ``(seed, row)`` (distinct streams per row,
+    the same for a given pair in any batch)."""
+    digest = hashlib.blake2b(f"{seed}:{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 class Sampler:
     """``choose(row, logits_V) -> token id``, one generator per row."""
 
-    def __init__(self, params: SamplingParams, batch: int) -> None:
+    def __init__(self, params: SamplingParams, batch: int, first_row: int = 0) -> None:
         self.params = params
         self.generators: list[torch.Generator] = []
-        for _ in range(batch):
+        for row in range(first_row, first_row + batch):
             g = torch.Generator()
             if params.seed is None:
                 g.seed()
             else:
-                g.manual_seed(params.seed)
+                g.manual_seed(row_seed(params.seed, row))
             self.generators.append(g)
 
     def choose(self, row: int, logits_V: torch.Tensor) -> int:

@@ -15,6 +15,7 @@ from torch import nn
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.flops import layers_flops, linear_flops
+from blt.generate.fast_layers import norm
 from blt.generate.local_stack import LocalStack
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
@@ -81,10 +82,10 @@ class AddDecoderStep:
 
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         self.stack.begin(t, doc_B)
-        h_B1D = bytes_B1D + self.latest_B1D
+        h_BD = (bytes_B1D + self.latest_B1D)[:, 0]
         for i in range(len(self.decoder.layers)):
-            h_B1D = self.stack.layer(i, h_B1D)
-        return self.decoder.norm(h_B1D)
+            h_BD = self.stack.layer(i, h_BD)
+        return norm(h_BD, self.decoder.norm)[:, None]
 
 
 @hookimpl

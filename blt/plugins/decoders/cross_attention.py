@@ -27,7 +27,8 @@ from blt.core.config import PositiveInt
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.flops import cross_layer_flops, layers_flops, linear_flops
-from blt.generate.caches import EMPTY, attend_for
+from blt.generate.caches import EMPTY
+from blt.generate.fast_layers import FastCross, norm
 from blt.generate.local_stack import LocalStack
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
@@ -102,6 +103,11 @@ class CrossAttentionDecoderStep:
         self.ring_BSD = torch.zeros(batch, self.window * self.k, d, dtype=like.dtype, device=like.device)
         self.ring_pos_BS = torch.full((batch, self.window * self.k), EMPTY, dtype=torch.long, device=like.device)
         self.offsets_K = torch.arange(self.k, device=like.device)
+        # The slots' keys/values for every cross layer change only when a patch closes (push), so
+        # they are computed there, not at every byte.
+        self.fast_cross = [FastCross(cross) for cross in decoder.cross_attn_layers]
+        self.cross_kv = [cross.keys(self.ring_BSD) for cross in self.fast_cross]
+        self.cross_mask = None
 
     def push(self, rows_C: torch.Tensor, pid_C: torch.Tensor, global_C1G: torch.Tensor) -> None:
         """Rows ``rows_C`` closed patch ``pid_C`` with global state ``global_C1G``."""
@@ -109,17 +115,21 @@ class CrossAttentionDecoderStep:
         index_CK = (pid_C % self.window)[:, None] * self.k + self.offsets_K
         self.ring_BSD[rows_C[:, None], index_CK] = slots_CKD
         self.ring_pos_BS[rows_C[:, None], index_CK] = pid_C[:, None]
+        self.cross_kv = [cross.keys(self.ring_BSD) for cross in self.fast_cross]
+        # Byte t reads patches read - W + 1 .. read, its row's last W closed patches: exactly the
+        # filled ring slots (every row has closed patch 0, BOS, before its first byte is decoded).
+        filled_BS = self.ring_pos_BS != EMPTY
+        self.cross_mask = None if bool(filled_BS.all()) else filled_BS[:, None, None, :]
 
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         """Encoder state of byte t ``[B, 1, d]``, patch it reads -> normed decoder state ``[B, 1, d]``."""
         self.stack.begin(t, doc_B)
-        cross_attend = attend_for(self.backend, PATCH_TO_BYTE, read_B[:, None], self.ring_pos_BS, window=self.window)
-        h_B1D = bytes_B1D
+        h_BD = bytes_B1D[:, 0]
         for i in range(len(self.decoder.layers)):
-            if i < len(self.decoder.cross_attn_layers):
-                h_B1D = h_B1D + self.decoder.cross_attn_layers[i](h_B1D, self.ring_BSD, cross_attend)
-            h_B1D = self.stack.layer(i, h_B1D)
-        return self.decoder.norm(h_B1D)
+            if i < len(self.fast_cross):  # the reference's double residual: h <- h + (h + attn)
+                h_BD = h_BD + self.fast_cross[i](h_BD, *self.cross_kv[i], self.cross_mask)
+            h_BD = self.stack.layer(i, h_BD)
+        return norm(h_BD, self.decoder.norm)[:, None]
 
 
 @hookimpl

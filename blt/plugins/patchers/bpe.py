@@ -254,12 +254,20 @@ class BpePatcher:
 
 class DelimiterStarts:
     """Generation on the delimited stream: position t + 1 starts a patch iff token t is a special
-    (delimiter, pad, BOS, EOS); position 1 always does (the dynamic prefix)."""
+    (delimiter, pad, BOS, EOS), and always when t is the first token of its document (the dynamic
+    prefix of a document patched alone)."""
+
+    def __init__(self) -> None:
+        from blt.generate.documents import DocumentClock
+
+        self.clock = DocumentClock()
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
-        if t == 0:
-            return torch.ones_like(tokens_B, dtype=torch.bool)
-        return tokens_B < OFFSET
+        return torch.tensor(self.step_values(tokens_B.tolist(), t), dtype=torch.bool, device=tokens_B.device)
+
+    def step_values(self, tokens: list[int], t: int) -> list[bool]:
+        """:meth:`step` on Python values."""
+        return [token < OFFSET or n == 0 for token, n in zip(tokens, self.clock.local_values(tokens, t))]
 
 
 @hookimpl

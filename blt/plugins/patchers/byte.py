@@ -36,6 +36,9 @@ class ByteStarts:
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         return torch.ones_like(tokens_B, dtype=torch.bool)
 
+    def step_values(self, tokens: list[int], t: int) -> list[bool]:
+        return [True] * len(tokens)
+
 
 @hookimpl
 def blt_register_patchers():

@@ -10,7 +10,7 @@ from blt.entropy.patcher import EntropyPatcher, EntropyPatcherConfig
 
 # Calibrated with `blt calibrate --kind cnn_entropy --target 4.5` on the built-in train split for the
 # shipped cnn-tiny model (see blt/resources/entropy/README.md).
-DEFAULT_THRESHOLD = 2.732681155204773
+DEFAULT_THRESHOLD = 2.743618369102478
 
 
 class CNNEntropyPatcherConfig(EntropyPatcherConfig, tag="cnn_entropy"):

@@ -10,7 +10,7 @@ from blt.entropy.patcher import EntropyPatcher, EntropyPatcherConfig
 
 # Calibrated with `blt calibrate --kind entropy --target 4.5` on the built-in train split for the
 # shipped transformer-tiny model (see blt/resources/entropy/README.md).
-DEFAULT_THRESHOLD = 2.7736481428146362
+DEFAULT_THRESHOLD = 2.8578286170959473
 
 
 class EntropyConfig(EntropyPatcherConfig, tag="entropy"):

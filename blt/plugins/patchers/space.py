@@ -24,6 +24,7 @@ def _word_byte_table() -> torch.Tensor:
 
 
 _WORD_BYTE = _word_byte_table()
+_WORD_BYTE_LIST = _WORD_BYTE.tolist()
 
 
 def marked_positions(tokens_BN: torch.Tensor) -> torch.Tensor:
@@ -54,18 +55,28 @@ class SpacePatcher:
 
 
 class SpaceStarts:
-    """Generation: Start(t + 1) for t >= 1 iff token t is marked (from tokens t - 1 and t only);
-    Start(1) always (the dynamic prefix)."""
+    """Generation: Start(t + 1) iff token t is marked (from tokens t - 1 and t only), and always
+    when t is the first token of its document (the dynamic prefix of a document patched alone; an
+    EOS is marked, so the position after it starts too)."""
 
     def __init__(self) -> None:
-        self.prev_B: torch.Tensor | None = None
+        from blt.generate.documents import DocumentClock
+
+        self.prev_space: list[bool] | None = None  # token t - 1 is space-like (False before the row)
+        self.clock = DocumentClock()
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
-        window_BW = tokens_B[:, None] if self.prev_B is None else torch.stack([self.prev_B, tokens_B], dim=1)
-        self.prev_B = tokens_B
-        if t == 0:
-            return torch.ones_like(tokens_B, dtype=torch.bool)
-        return marked_positions(window_BW)[:, -1]
+        return torch.tensor(self.step_values(tokens_B.tolist(), t), dtype=torch.bool, device=tokens_B.device)
+
+    def step_values(self, tokens: list[int], t: int) -> list[bool]:
+        """:meth:`step` on Python values: ``marked_positions`` at t from tokens t - 1 and t."""
+        if self.prev_space is None:
+            self.prev_space = [False] * len(tokens)
+        local = self.clock.local_values(tokens, t)
+        space = [not _WORD_BYTE_LIST[token] for token in tokens]
+        starts = [(s and not p) or token < OFFSET or n == 0 for s, p, token, n in zip(space, self.prev_space, tokens, local)]
+        self.prev_space = space
+        return starts
 
 
 @hookimpl

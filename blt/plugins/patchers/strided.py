@@ -8,6 +8,7 @@ from blt.core.config import PatcherConfig, PositiveInt
 from blt.core.hookspecs import hookimpl
 from blt.core.patching import Patches, as_batch, finish
 from blt.core.specs import PatcherSpec
+from blt.tokens import EOS_ID
 
 
 class StridedConfig(PatcherConfig, tag="strided"):
@@ -34,13 +35,23 @@ class StridedPatcher:
 
 
 class StridedStarts:
-    """Generation: position t + 1 starts a patch iff ``(t + 1) % k == 0``."""
+    """Generation: position t + 1 starts a patch iff it is a multiple of k counted from its
+    document's first position (each document is patched alone, as in training: the position after
+    an EOS counts from 0 again)."""
 
     def __init__(self, patch_size: int) -> None:
+        from blt.generate.documents import DocumentClock
+
         self.patch_size = patch_size
+        self.clock = DocumentClock()
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
-        return torch.full_like(tokens_B, (t + 1) % self.patch_size == 0, dtype=torch.bool)
+        return torch.tensor(self.step_values(tokens_B.tolist(), t), dtype=torch.bool, device=tokens_B.device)
+
+    def step_values(self, tokens: list[int], t: int) -> list[bool]:
+        """:meth:`step` on Python values."""
+        local = self.clock.local_values(tokens, t)  # position of t in its document
+        return [(n + 1) % self.patch_size == 0 or token == EOS_ID for n, token in zip(local, tokens)]
 
 
 @hookimpl

@@ -1,0 +1,129 @@
+"""Single-query versions of the model's layers for cached generation: the same maths, fewer calls.
+
+A per-byte step runs a handful of tiny matmuls, so its cost is dispatch, not arithmetic. These
+functions compute exactly what :class:`blt.model.blocks.TransformerLayer` and
+:class:`blt.model.cross_attention.CrossAttention` compute, for queries whose keys sit in a
+preallocated cache, with fewer kernel launches and no module-call overhead:
+
+- the q, k and v projections and RoPE's rotated copies of q and k are one matmul (their weights
+  stacked once per generation), and so are SwiGLU's gate and up projections;
+- an RMSNorm followed by a projection is the projection with the norm's weight folded in, scaled
+  by the per-row ``rsqrt(mean(x^2) + eps)`` (the same value, rounded in another order);
+- RoPE is ``y cos + rot(y) sin`` with the tables of the step's position looked up once and
+  shared by every layer of a stack;
+- the new key and value are written into the cache slot in place and one ``scaled_dot_product_attention``
+  call reads the cache with the step's boolean mask (built once per step and stack).
+
+Weights are read from the modules when a step object is built (one generation), so a model
+changed between calls is picked up by the next call.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from blt.model.blocks import RMSNorm, TransformerLayer
+from blt.model.cross_attention import CrossAttention
+
+
+def norm(x: torch.Tensor, module: RMSNorm) -> torch.Tensor:
+    if x.dtype in (torch.float32, torch.float64) and module.weight.dtype == x.dtype:
+        return F.rms_norm(x, (x.shape[-1],), module.weight, module.eps)
+    return module(x)
+
+
+def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``rsqrt(mean(x^2) + eps)`` per row ``[..., 1]`` (statistics in float32 for half precision)."""
+    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    return torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True).add_(eps))
+
+
+def rotated_rows(w_ND: torch.Tensor) -> torch.Tensor:
+    """Rows of ``w`` whose outputs are RoPE's pair rotation of ``w``'s: ``(y0, y1) -> (-y1, y0)``."""
+    pairs = w_ND.unflatten(0, (-1, 2))
+    return torch.stack((-pairs[:, 1], pairs[:, 0]), dim=1).flatten(0, 1)
+
+
+class FastLayer:
+    """One :class:`TransformerLayer` for ``B`` rows, one query each, keys in a cache ``[B, H_kv, C, hd]``.
+
+    ``norm(x) W^T = rms_scale(x) * (x (W diag(w))^T)``: the norm's weight is folded into the
+    projection after it, and its per-row scale is applied to the projection's output. RoPE
+    rotates ``y = x W^T`` by channel pairs, ``y cos + rot(y) sin``, and ``rot(y)`` is a projection
+    with permuted, negated rows (:func:`rotated_rows`), so q, k, their rotations and v come out of
+    one matmul.
+    """
+
+    def __init__(self, layer: TransformerLayer) -> None:
+        attn, mlp = layer.self_attn, layer.mlp
+        self.heads, self.kv_heads, self.head_dim = attn.heads, attn.kv_heads, attn.head_dim
+        self.eps1, self.eps2 = layer.input_layernorm.eps, layer.post_attention_layernorm.eps
+        w_qk = torch.cat([attn.q_proj.weight, attn.k_proj.weight], dim=0)
+        w_all = torch.cat([w_qk, rotated_rows(w_qk), attn.v_proj.weight], dim=0)
+        self.w_in = w_all * layer.input_layernorm.weight
+        self.w_o = attn.o_proj.weight
+        self.w_gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0) * layer.post_attention_layernorm.weight
+        self.w_down = mlp.down_proj.weight
+        self.ffn = mlp.gate_proj.weight.shape[0]
+        self.n_qk = w_qk.shape[0]
+        # The model rotates float32 activations in float32 (its cos/sin tables are float32) and any
+        # other dtype in float32 too, casting back; the same here.
+        self.float_rope = self.w_in.dtype != torch.float32
+
+    def __call__(self, x_BD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                 k_BHCD: torch.Tensor, v_BHCD: torch.Tensor, slot: torch.Tensor | int, used: int,
+                 mask: torch.Tensor | None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``x_BD`` -> the layer's output ``[B, D]``. ``cos``/``sin``: the RoPE tables of the query's
+        position (``[hd]``, or ``[B, 1, hd]`` per row). The new key/value go to cache slot ``slot``
+        (an int for every row, or one per row), in cache rows ``rows`` (None: all, in order); the
+        query reads slots ``[0, used)`` of those rows where ``mask`` ``[B, 1, 1, used]`` allows."""
+        B = x_BD.shape[0]
+        H, Hk, hd, n = self.heads, self.kv_heads, self.head_dim, self.n_qk
+        y = F.linear(x_BD, self.w_in).mul_(rms_scale(x_BD, self.eps1))
+        a, b = y[:, :n].view(B, H + Hk, hd), y[:, n : 2 * n].view(B, H + Hk, hd)
+        if self.float_rope:
+            qk = torch.addcmul(a.float() * cos, b.float(), sin).to(y.dtype)
+        else:
+            qk = torch.addcmul(a * cos, b, sin)
+        v = y[:, 2 * n :].view(B, Hk, hd)
+        if rows is None and isinstance(slot, int):
+            k_BHCD.select(2, slot).copy_(qk.narrow(1, H, Hk))
+            v_BHCD.select(2, slot).copy_(v)
+            k_read, v_read = k_BHCD.narrow(2, 0, used), v_BHCD.narrow(2, 0, used)
+        else:
+            index = torch.arange(B, device=x_BD.device) if rows is None else rows
+            k_BHCD[index, :, slot] = qk[:, H:]
+            v_BHCD[index, :, slot] = v
+            k_read, v_read = k_BHCD[index, :, :used], v_BHCD[index, :, :used]
+        o = F.scaled_dot_product_attention(qk[:, :H, None], k_read, v_read, attn_mask=mask, enable_gqa=H != Hk)
+        h = x_BD + F.linear(o.view(B, H * hd), self.w_o)
+        gate_up = F.linear(h, self.w_gate_up).mul_(rms_scale(h, self.eps2))
+        return h + F.linear(F.silu(gate_up[:, : self.ffn]).mul_(gate_up[:, self.ffn :]), self.w_down)
+
+
+class FastCross:
+    """One :class:`CrossAttention` whose keys/values (normed and projected) are computed when its
+    slots change, not at every query."""
+
+    def __init__(self, cross: CrossAttention) -> None:
+        self.cross = cross
+        self.heads, self.head_dim = cross.heads, cross.head_dim
+        self.w_kv = torch.cat([cross.k_proj.weight, cross.v_proj.weight], dim=0)
+        self.w_q = cross.q_proj.weight * cross.q_norm.weight  # q_norm's weight folded in (see FastLayer)
+
+    def keys(self, kv_BKD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(k, v)`` as ``[B, H, K, hd]`` for slots ``kv_BKD``."""
+        B, K, D = kv_BKD.shape
+        kv = F.linear(norm(kv_BKD, self.cross.k_norm), self.w_kv).view(B, K, 2, self.heads, self.head_dim)
+        return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+
+    def __call__(self, x_BD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """``x + o_proj(attn(q_norm(x)))`` for one query per row ``[B, D]``, or ``Q`` per row
+        ``[B, Q, D]`` (the module's own residual included); ``mask`` ``[B, 1, 1 or Q, K]`` or None."""
+        shape = x_BD.shape
+        x_BQD = x_BD.view(shape[0], -1, shape[-1])
+        B, Q, D = x_BQD.shape
+        q = F.linear(x_BQD, self.w_q).mul_(rms_scale(x_BQD, self.cross.q_norm.eps)).view(B, Q, self.heads, self.head_dim)
+        o = F.scaled_dot_product_attention(q.transpose(1, 2), k_BHKD, v_BHKD, attn_mask=mask)
+        return x_BD + F.linear(o.transpose(1, 2).reshape(shape), self.cross.o_proj.weight)
