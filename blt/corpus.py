@@ -1,8 +1,15 @@
-"""The built-in mixed corpus shipped with blt: English prose, Python code, Classical Chinese.
+"""The built-in multilingual corpus shipped with blt: prose in 12 scripts and 23 languages, plus Python code.
 
 The data is one gzip JSON Lines file, ``blt/resources/corpus/builtin.jsonl.gz``, built by
 ``scripts/build_corpus.py``; sources, licences, counts and the split rule are in
 ``blt/resources/corpus/MANIFEST.md``. Nothing here reads a file until it is called.
+
+Sources (``SOURCES``): ``kjv`` (English, King James Bible), ``python`` (CPython standard library),
+``chinese`` (Tang poems, Classical Chinese); ``fr de es ru el ar fa ja ko zh`` (Debian
+documentation translated into that language); ``udhr`` (the Universal Declaration of Human
+Rights in Hebrew, Yiddish, Hindi, Marathi, Nepali, Thai, Armenian, Georgian, Ukrainian,
+Bulgarian and Urdu). Each document records its ``language`` (BCP 47; ``python`` for code) and
+``script``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import attrs
 
 from blt.core.errors import InputError
 
-SOURCES = ("kjv", "python", "chinese")
+SOURCES = ("kjv", "python", "chinese", "fr", "de", "es", "ru", "el", "ar", "fa", "ja", "ko", "zh", "udhr")
 SPLITS = ("train", "heldout")
 _CORPUS_FILE = "builtin.jsonl.gz"
 
@@ -29,12 +36,20 @@ class CorpusError(InputError):
 
 @attrs.frozen
 class Document:
-    """One document of the corpus: a KJV chapter, a stdlib file, or a group of ten Tang poems."""
+    """One document of the corpus: a KJV chapter, a stdlib file, ten Tang poems, a piece of a
+    documentation page, or one article of the UDHR.
+
+    ``language`` is a BCP 47 tag (``"python"`` for code) and ``script`` the Unicode script of the
+    text (``"Kana"`` for Japanese, which mixes kana and Han); both are ``""`` in records that
+    predate them.
+    """
 
     id: str
     source: str
     split: str
     text: str
+    language: str = ""
+    script: str = ""
 
 
 def _corpus_dir() -> pathlib.Path:
@@ -48,7 +63,7 @@ def builtin_corpus_path() -> pathlib.Path:
 
 
 def sample_text_path() -> pathlib.Path:
-    """Path of ``sample.txt``: a ~1.5 KB mix of KJV prose, a Python function and two lines of Tang poetry."""
+    """Path of ``sample.txt``: a ~1.2 KB mix of KJV prose, a Python function and two lines of Tang poetry."""
     return pathlib.Path(str(importlib.resources.files("blt") / "resources" / "sample.txt"))
 
 
@@ -79,7 +94,8 @@ def _iter_documents(path: pathlib.Path, split: str | None, sources: set[str]) ->
         for line_no, line in enumerate(lines, start=1):
             try:
                 record = json.loads(line)
-                doc = Document(id=record["id"], source=record["source"], split=record["split"], text=record["text"])
+                doc = Document(id=record["id"], source=record["source"], split=record["split"], text=record["text"],
+                               language=record.get("language", ""), script=record.get("script", ""))
             except (ValueError, KeyError, TypeError) as exc:
                 raise CorpusError(f"{path}:{line_no}: malformed corpus record ({exc})") from exc
             if doc.source in sources and (split is None or doc.split == split):

@@ -51,7 +51,7 @@ class CorpusSettings(Config):
     """``[corpus]``: the built-in corpus (default) or text / JSONL files (``{"text": ...}`` per line)."""
 
     files: list[str] = []
-    sources: list[str] | None = None  # built-in corpus sources (kjv, python, chinese); None = all
+    sources: list[str] | None = None  # built-in corpus sources (blt.corpus.SOURCES); None = all
 
 
 class EntropyTrainRecipe(Config):
