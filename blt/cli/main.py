@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "blt.cli.train_entropy",
     "blt.cli.train",
     "blt.cli.eval",
+    "blt.cli.lm_eval",
     "blt.cli.ablate",
     "blt.cli.generate",
     "blt.cli.export",
