@@ -219,7 +219,7 @@ def test_lock_is_exclusive_names_its_holder_and_a_stale_one_is_taken_over(tmp_pa
 
 
 def test_an_ablation_into_a_live_directory_is_refused_before_it_writes(tmp_path):
-    from blt.train.ablation import default_ablation_path, run_ablation
+    from blt.ablation import default_ablation_path, run_ablation
 
     out = tmp_path / "ablation"
     with RunLock(out):
