@@ -266,10 +266,43 @@ def test_eval_reports_the_realised_chunk_size(trained):
     from blt.data import open_store
     from blt.train.weights import load_trained
 
+    from blt.data import eval_batches
+
     config, _registry, patcher, model = load_trained(trained)
     store = open_store(config.data, "heldout", patcher, config.patcher)
-    result = evaluate(model, store, seq_len=64, batch_size=4, max_bytes=512, device=torch.device("cpu"), dtype="fp32")
-    assert result["stats"]["avg_patch_size"] >= 1 and "compression_stage1" in result["stats"]
+    for net in (model, build(TWO, dtype=torch.float32)):
+        result = evaluate(net, store, seq_len=64, batch_size=2, max_bytes=1024, device=torch.device("cpu"), dtype="fp32")
+        # oracle: the split's positions over its chunks, per stage, counted batch by batch here
+        positions, chunks, batch_ratios = {}, {}, []
+        for batch in eval_batches(store, 64, 2, 1024):
+            for s, d in enumerate(net.routing_decisions(batch.tokens), start=1):
+                positions[s] = positions.get(s, 0) + int(d["valid"].sum())
+                chunks[s] = chunks.get(s, 0) + int((d["b"] & d["valid"]).sum())
+            batch_ratios.append(net.eval_stats(batch.tokens)["avg_patch_size"])
+        assert len(batch_ratios) > 1
+        stats = result["stats"]
+        assert math.isclose(stats["avg_patch_size"], positions[1] / chunks[1], rel_tol=1e-9)
+        for s in positions:
+            assert math.isclose(stats[f"compression_stage{s}"], positions[s] / chunks[s], rel_tol=1e-9)
+        if 2 in positions:
+            assert math.isclose(stats["bytes_per_chunk_stage2"], positions[1] / chunks[2], rel_tol=1e-9)
+
+
+def test_held_out_compression_divides_summed_counts():
+    """Bytes per chunk over two batches is their bytes over their chunks (20 / 6), not the mean
+    of the batches' ratios ((10 + 2) / 2 = 6), which overstates it."""
+    model = MODELS["two"]
+    stats = model.stats_from_counts({"positions_stage1": 10.0 + 10.0, "chunks_stage1": 1.0 + 5.0,
+                                     "positions_stage2": 6.0, "chunks_stage2": 4.0})
+    assert math.isclose(stats["avg_patch_size"], 20 / 6) and stats["avg_patch_size"] == stats["compression_stage1"]
+    assert math.isclose(stats["compression_stage2"], 6 / 4) and math.isclose(stats["bytes_per_chunk_stage2"], 20 / 4)
+    tokens = padded([encode("hello there, general").tolist(), encode("hi").tolist()], [PAD_ID, PAD_ID])
+    counts = model.eval_counts(tokens)
+    d = model.routing_decisions(tokens)
+    real = len("hello there, general") + len("hi") + 2 * 2  # BOS and EOS count, pads do not
+    assert counts["positions_stage1"] == int(d[0]["valid"].sum()) == real
+    assert counts["chunks_stage1"] == int((d[0]["b"] & d[0]["valid"]).sum())
+    assert counts["positions_stage2"] == counts["chunks_stage1"]  # stage 2 reads stage 1's chunks
 
 
 def test_patch_run_shows_the_routers_chunks(trained, capsys):

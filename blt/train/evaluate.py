@@ -40,12 +40,18 @@ def evaluate(model: torch.nn.Module, store: Store, *, seq_len: int, batch_size: 
 
     A model with ``eval_stats(tokens, patch_lengths) -> {name: float}`` (e.g. the realised
     ``avg_patch_size`` of a model that chooses its own chunks) adds ``"stats"``: each statistic
-    averaged over the evaluated batches, weighted by their target bytes (over all ranks)."""
+    averaged over the evaluated batches, weighted by their target bytes (over all ranks). A model
+    whose statistics are ratios (bytes per chunk) gives ``eval_counts(tokens, patch_lengths) ->
+    {name: float}`` instead: additive counts, summed over every batch and rank, which its
+    ``stats_from_counts(sums)`` turns into ``"stats"`` (a byte-weighted mean of per-batch ratios
+    n_i / c_i is not sum(n) / sum(c): it overstates bytes per chunk when batches vary)."""
     was_training = model.training
     model.eval()
     start = time.perf_counter()
     ce_total, count = 0.0, 0
-    stats_of = getattr(getattr(model, "module", model), "eval_stats", None)  # DDP wraps the model in .module
+    inner = getattr(model, "module", model)  # DDP wraps the model in .module
+    counts_of = getattr(inner, "eval_counts", None)
+    stats_of = counts_of if callable(counts_of) else getattr(inner, "eval_stats", None)
     stats_sum: dict[str, float] = {}
     try:
         for batch in eval_batches(store, seq_len, batch_size, max_bytes, rank=rank, world=world):
@@ -53,7 +59,7 @@ def evaluate(model: torch.nn.Module, store: Store, *, seq_len: int, batch_size: 
                 ce, n = ce_and_count(model, batch, device)
                 if callable(stats_of):
                     for key, value in stats_of(batch.tokens.to(device), batch.patch_lengths.to(device)).items():
-                        stats_sum[key] = stats_sum.get(key, 0.0) + float(value) * n
+                        stats_sum[key] = stats_sum.get(key, 0.0) + float(value) * (1 if callable(counts_of) else n)
             ce_total += float(ce)
             count += n
         if callable(stats_of) and not stats_sum:  # no batch on this rank: the keys, with weight 0
@@ -65,7 +71,9 @@ def evaluate(model: torch.nn.Module, store: Store, *, seq_len: int, batch_size: 
     wall = time.perf_counter() - start
     result = {"bpb": bits_per_byte(ce_total, count), "ce_nats": ce_total, "bytes": int(count),
               "bytes_per_s": count / max(wall, 1e-9)}
-    if callable(stats_of):
+    if callable(counts_of):
+        result["stats"] = inner.stats_from_counts(dict(zip(keys, sums)))
+    elif callable(stats_of):
         result["stats"] = {k: v / max(count, 1.0) for k, v in zip(keys, sums)}
     return result
 

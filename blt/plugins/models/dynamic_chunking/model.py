@@ -212,19 +212,35 @@ class DynamicChunkingLM(nn.Module):
             start_BL = chunks.gather(start_BL)
         return out
 
-    def eval_stats(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor | None = None) -> dict[str, float]:
-        """Realised chunking of a batch: ``avg_patch_size`` (bytes per stage-1 chunk) and
-        ``compression_stageS`` (the stage's input positions per chunk), over non-pad positions
-        (BOS and EOS count, like every target); stage 2 also as ``bytes_per_chunk_stage2``."""
-        stats, per_byte = {}, 1.0
+    def eval_counts(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor | None = None) -> dict[str, float]:
+        """Additive chunk counts of a batch, per stage ``S``: ``positions_stageS`` (the stage's
+        non-pad input positions; BOS and EOS count, like every target) and ``chunks_stageS`` (its
+        boundaries among them). Held-out evaluation sums them over every batch before
+        :meth:`stats_from_counts` divides: bytes per chunk of a split is its bytes over its chunks,
+        which is what the ratio loss steers (its F is chunks over positions); a mean of per-batch
+        ratios overstates it (a batch of long chunks weighs as much as a batch of short ones)."""
+        counts = {}
         for s, d in enumerate(self.routing_decisions(tokens_BN), start=1):
-            ratio = float(d["valid"].sum()) / max(float((d["b"] & d["valid"]).sum()), 1.0)
-            stats[f"compression_stage{s}"] = ratio
-            per_byte *= ratio
+            counts[f"positions_stage{s}"] = float(d["valid"].sum())
+            counts[f"chunks_stage{s}"] = float((d["b"] & d["valid"]).sum())
+        return counts
+
+    def stats_from_counts(self, counts: dict[str, float]) -> dict[str, float]:
+        """Realised chunking from summed :meth:`eval_counts`: ``compression_stageS`` (the stage's
+        input positions per chunk), ``bytes_per_chunk_stageS`` for S > 1 and ``avg_patch_size``
+        (bytes per stage-1 chunk)."""
+        stats = {}
+        for s in range(1, self.config.stages + 1):
+            chunks = max(counts.get(f"chunks_stage{s}", 0.0), 1.0)
+            stats[f"compression_stage{s}"] = counts.get(f"positions_stage{s}", 0.0) / chunks
             if s > 1:
-                stats[f"bytes_per_chunk_stage{s}"] = per_byte
+                stats[f"bytes_per_chunk_stage{s}"] = counts.get("positions_stage1", 0.0) / chunks
         stats["avg_patch_size"] = stats["compression_stage1"]
         return stats
+
+    def eval_stats(self, tokens_BN: torch.Tensor, patch_lengths_BP: torch.Tensor | None = None) -> dict[str, float]:
+        """:meth:`stats_from_counts` of one batch's :meth:`eval_counts`."""
+        return self.stats_from_counts(self.eval_counts(tokens_BN, patch_lengths_BP))
 
     # --- FLOPs -----------------------------------------------------------------------------------
     def flops(self, n_bytes: float, avg_patch_size: float | None = None, attention: str = "causal",
