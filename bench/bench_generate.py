@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--skip-nocache-above", type=int, default=1024, help="skip no-cache runs longer than this")
     parser.add_argument("--batch", type=int, default=8, help="also compare a batch of this many prompts with one (1: skip)")
     parser.add_argument("--batch-bytes", type=int, default=256, help="bytes per row in the batch comparison")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds of the batch comparison")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds of the batch comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     registry = blt.make_registry(autoload=False)
@@ -77,19 +77,25 @@ def main() -> None:
     if args.batch > 1:  # total bytes/s of a batch of ragged prompts vs one prompt, alternating rounds
         n = args.batch_bytes
         prompts = [PROMPT[: len(PROMPT) - 3 * i] for i in range(args.batch)]  # ragged lengths
-        ratios = []
+        ratios, cpu_ratios, rates = [], [], []
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            generate(model, patcher, prompts[:1], max_new_bytes=n, stop_at_eos=False)
-            one = n / (time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            generate(model, patcher, prompts, max_new_bytes=n, stop_at_eos=False)
-            many = args.batch * n / (time.perf_counter() - t0)
-            ratios.append(many / one)
-        ratio = sorted(ratios)[len(ratios) // 2]
-        results["batch"] = {"rows": args.batch, "bytes_per_row": n, "ratios": ratios, "median_ratio": ratio}
+            seconds = []
+            for rows in (prompts[:1], prompts):
+                t0, c0 = time.perf_counter(), time.process_time()
+                generate(model, patcher, rows, max_new_bytes=n, stop_at_eos=False)
+                seconds.append((time.perf_counter() - t0, time.process_time() - c0))
+            (one_wall, one_cpu), (many_wall, many_cpu) = seconds
+            ratios.append(args.batch * one_wall / many_wall)
+            cpu_ratios.append(args.batch * one_cpu / many_cpu)
+            rates.append((n / one_wall, args.batch * n / many_wall))
+        ratio, cpu_ratio = sorted(ratios)[len(ratios) // 2], sorted(cpu_ratios)[len(cpu_ratios) // 2]
+        results["batch"] = {"rows": args.batch, "bytes_per_row": n, "ratios": ratios, "median_ratio": ratio,
+                            "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_ratio, "bytes_per_s": rates}
         print(f"\nbatch of {args.batch} ragged prompts x {n} bytes vs one prompt: total bytes/s x{ratio:.2f} "
               f"(median of {len(ratios)} alternating rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"  by process CPU time (less sensitive to other processes on the machine): x{cpu_ratio:.2f} "
+              f"({', '.join(f'{r:.2f}' for r in cpu_ratios)})")
+        print(f"  bytes/s one / batch per round: {', '.join(f'{a:.0f} / {b:.0f}' for a, b in rates)}")
     print(json.dumps(results))
 
 

@@ -55,6 +55,19 @@ class CachedGenerator:
         self.pid_B = torch.zeros(batch, dtype=torch.long, device=device)
         self.eos_before_B = torch.zeros(batch, dtype=torch.long, device=device)
         self.read_B = torch.zeros(batch, dtype=torch.long, device=device)
+        self._tensors: dict[tuple, torch.Tensor] = {}
+
+    def _as_tensor(self, values: tuple, dtype: torch.dtype) -> torch.Tensor:
+        """``torch.tensor(values)``, memoised: the same few row sets and flags recur at most steps, and
+        building a small tensor from a list costs more than the kernels it feeds. Callers never
+        write into the tensors returned."""
+        key = (dtype, values)
+        found = self._tensors.get(key)
+        if found is None:
+            if len(self._tensors) >= 4096:  # bounded: many distinct keys (large batches) just rebuild
+                self._tensors.clear()
+            found = self._tensors[key] = torch.tensor(values, dtype=dtype, device=self.device)
+        return found
 
     def patches_closed(self) -> list[int]:
         return self.glob.count_B.tolist()
@@ -68,11 +81,12 @@ class CachedGenerator:
         next_starts = self.starts.step_list(tokens_B, tokens, t)
         closing = [b for b, start in enumerate(next_starts) if start]
         if closing:  # the patch holding byte t closes at t: encode it and run the global step
-            rows_C = torch.tensor(closing, dtype=torch.long, device=self.device)
+            rows_C = self._as_tensor(tuple(closing), torch.long)
             patch_vectors = self.encoder.close(rows_C)
-            has_eos_C = torch.tensor([self.patch_eos[b] for b in closing], dtype=torch.bool, device=self.device)
-            global_C1G = self.glob.close(rows_C, patch_vectors, has_eos_C)
-            self.decoder.push(rows_C, pid_B[rows_C], global_C1G)
+            has_eos_C = self._as_tensor(tuple(self.patch_eos[b] for b in closing), torch.bool)
+            global_C1G = self.glob.close(rows_C, patch_vectors, has_eos_C, rows=closing,
+                                         any_eos=any(self.patch_eos[b] for b in closing))
+            self.decoder.push(rows_C, pid_B.index_select(0, rows_C), global_C1G)
             for b in closing:
                 self.patch_eos[b] = False
             self.read_B = self.glob.count_B - 1  # P(t+1) - 1: the row's last closed patch

@@ -57,7 +57,6 @@ class EncoderStep:
                                      dtype=torch.long, device=like.device)
         self.hash_rows = HashRows(encoder.hash_embeddings, like.device) if hashed else None
         self.history = ByteHistory()
-        self.rows_B = torch.arange(batch, device=like.device)
         self.prev_pid_B = torch.full((batch,), -1, dtype=torch.long, device=like.device)
         self.starts_BW = torch.zeros(batch, window, dtype=torch.long, device=like.device)  # start of patch q at q % W
         self.oldest_B = torch.zeros(batch, dtype=torch.long, device=like.device)
@@ -76,12 +75,12 @@ class EncoderStep:
             if i >= self.recorded_from:
                 kept.append(h_BD)
         if pid_B is not self.prev_pid_B:  # new patch ids (the generator makes a new tensor when they move on)
-            slot_B = pid_B % self.window
-            new_B = pid_B != self.prev_pid_B
-            self.starts_BW[self.rows_B, slot_B] = torch.where(new_B, t, self.starts_BW[self.rows_B, slot_B])
+            slot_B1 = (pid_B % self.window)[:, None]
+            new_B1 = (pid_B != self.prev_pid_B)[:, None]
+            self.starts_BW.scatter_(1, slot_B1, torch.where(new_B1, t, self.starts_BW.gather(1, slot_B1)))
             self.prev_pid_B = pid_B
-            first_needed_B = (pid_B - self.window + 1).clamp(min=0) % self.window
-            self.oldest_B = self.starts_BW[self.rows_B, first_needed_B]
+            first_needed_B1 = ((pid_B - self.window + 1).clamp(min=0) % self.window)[:, None]
+            self.oldest_B = self.starts_BW.gather(1, first_needed_B1)[:, 0]
             self.oldest = int(self.oldest_B.min())
         self.history.append(kept[0][:, None] if len(kept) == 1 else torch.stack(kept, dim=1), pid_B)
         self.history.trim(self.oldest)
@@ -89,6 +88,6 @@ class EncoderStep:
 
     def closing_span(self, rows_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For rows whose patch closes at this byte: ``(states [C, L, S, d], patch ids [C, L], own patch [C])``."""
-        lo = int(self.oldest_B[rows_C].min())
+        lo = int(self.oldest_B.index_select(0, rows_C).min())
         states_CLSD, ids_CL = self.history.span(lo, rows_C)
-        return states_CLSD, ids_CL, self.prev_pid_B[rows_C]
+        return states_CLSD, ids_CL, self.prev_pid_B.index_select(0, rows_C)

@@ -6,7 +6,8 @@ functions compute exactly what :class:`blt.model.blocks.TransformerLayer` and
 preallocated cache, with fewer kernel launches and no module-call overhead:
 
 - the q, k and v projections and RoPE's rotated copies of q and k are one matmul (their weights
-  stacked once per generation), and so are SwiGLU's gate and up projections;
+  stacked once per generation), and so are SwiGLU's gate and up projections; the global stack,
+  whose weights leave the cache between its steps, rotates after a plain q/k/v matmul instead;
 - an RMSNorm followed by a projection is the projection with the norm's weight folded in, scaled
   by the per-row ``rsqrt(mean(x^2) + eps)`` (the same value, rounded in another order);
 - RoPE is ``y cos + rot(y) sin`` with the tables of the step's position looked up once and
@@ -39,6 +40,15 @@ def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True).add_(eps))
 
 
+def normed_linear(x: torch.Tensor, w_folded: torch.Tensor, eps: float) -> torch.Tensor:
+    """``linear(norm(x), W)`` with the norm's weight already folded into ``w_folded``: one fused
+    ``rms_norm`` (no weight) and the matmul for float32/float64, else the matmul scaled by
+    :func:`rms_scale` (statistics in float32, as the model computes them)."""
+    if x.dtype in (torch.float32, torch.float64):
+        return F.linear(F.rms_norm(x, (x.shape[-1],), None, eps), w_folded)
+    return F.linear(x, w_folded).mul_(rms_scale(x, eps))
+
+
 def rotated_rows(w_ND: torch.Tensor) -> torch.Tensor:
     """Rows of ``w`` whose outputs are RoPE's pair rotation of ``w``'s: ``(y0, y1) -> (-y1, y0)``."""
     pairs = w_ND.unflatten(0, (-1, 2))
@@ -55,12 +65,16 @@ class FastLayer:
     one matmul.
     """
 
-    def __init__(self, layer: TransformerLayer) -> None:
+    def __init__(self, layer: TransformerLayer, rotate_in_matmul: bool = True) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         self.heads, self.kv_heads, self.head_dim = attn.heads, attn.kv_heads, attn.head_dim
         self.eps1, self.eps2 = layer.input_layernorm.eps, layer.post_attention_layernorm.eps
         w_qk = torch.cat([attn.q_proj.weight, attn.k_proj.weight], dim=0)
-        w_all = torch.cat([w_qk, rotated_rows(w_qk), attn.v_proj.weight], dim=0)
+        # rotate_in_matmul=False: rot(y) by negating and swapping channel pairs after the matmul
+        # (two more small ops, a matmul with 40% fewer weights to read: the better trade for a
+        # stack whose weights do not stay in cache between its steps, the global one)
+        self.rotate_in_matmul = rotate_in_matmul
+        w_all = torch.cat([w_qk, rotated_rows(w_qk), attn.v_proj.weight] if rotate_in_matmul else [w_qk, attn.v_proj.weight], dim=0)
         self.w_in = w_all * layer.input_layernorm.weight
         self.w_o = attn.o_proj.weight
         self.w_gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0) * layer.post_attention_layernorm.weight
@@ -73,21 +87,28 @@ class FastLayer:
 
     def __call__(self, x_BD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                  k_BHCD: torch.Tensor, v_BHCD: torch.Tensor, slot: torch.Tensor | int, used: int,
-                 mask: torch.Tensor | None, rows: torch.Tensor | None = None) -> torch.Tensor:
+                 mask: torch.Tensor | None, rows: torch.Tensor | int | None = None) -> torch.Tensor:
         """``x_BD`` -> the layer's output ``[B, D]``. ``cos``/``sin``: the RoPE tables of the query's
         position (``[hd]``, or ``[B, 1, hd]`` per row). The new key/value go to cache slot ``slot``
-        (an int for every row, or one per row), in cache rows ``rows`` (None: all, in order); the
+        (an int for every row, or one per row), in cache rows ``rows`` (None: all, in order; an int:
+        that one row, with an int slot); the
         query reads slots ``[0, used)`` of those rows where ``mask`` ``[B, 1, 1, used]`` allows."""
         B = x_BD.shape[0]
         H, Hk, hd, n = self.heads, self.kv_heads, self.head_dim, self.n_qk
-        y = F.linear(x_BD, self.w_in).mul_(rms_scale(x_BD, self.eps1))
-        a, b = y[:, :n].view(B, H + Hk, hd), y[:, n : 2 * n].view(B, H + Hk, hd)
+        y = normed_linear(x_BD, self.w_in, self.eps1)
+        a = y[:, :n].view(B, H + Hk, hd)
+        if self.rotate_in_matmul:
+            b, v = y[:, n : 2 * n].view(B, H + Hk, hd), y[:, 2 * n :].view(B, Hk, hd)
+        else:  # rot(y): channel pairs (y0, y1) -> (-y1, y0), exactly what rotated_rows' outputs are
+            pairs = a.view(B, H + Hk, hd // 2, 2)
+            b, v = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(B, H + Hk, hd), y[:, n:].view(B, Hk, hd)
         if self.float_rope:
             qk = torch.addcmul(a.float() * cos, b.float(), sin).to(y.dtype)
         else:
             qk = torch.addcmul(a * cos, b, sin)
-        v = y[:, 2 * n :].view(B, Hk, hd)
-        if rows is None and isinstance(slot, int):
+        if (rows is None or isinstance(rows, int)) and isinstance(slot, int):
+            if rows is not None:  # one cache row (B == 1): views of it, no copies
+                k_BHCD, v_BHCD = k_BHCD.narrow(0, rows, 1), v_BHCD.narrow(0, rows, 1)
             k_BHCD.select(2, slot).copy_(qk.narrow(1, H, Hk))
             v_BHCD.select(2, slot).copy_(v)
             k_read, v_read = k_BHCD.narrow(2, 0, used), v_BHCD.narrow(2, 0, used)
@@ -95,10 +116,13 @@ class FastLayer:
             index = torch.arange(B, device=x_BD.device) if rows is None else rows
             k_BHCD[index, :, slot] = qk[:, H:]
             v_BHCD[index, :, slot] = v
-            k_read, v_read = k_BHCD[index, :, :used], v_BHCD[index, :, :used]
+            # narrow, then select rows: a copy of the rows' filled slots only (advanced indexing
+            # of the whole cache costs several times more per call)
+            k_read = k_BHCD.narrow(2, 0, used) if rows is None else k_BHCD.narrow(2, 0, used).index_select(0, rows)
+            v_read = v_BHCD.narrow(2, 0, used) if rows is None else v_BHCD.narrow(2, 0, used).index_select(0, rows)
         o = F.scaled_dot_product_attention(qk[:, :H, None], k_read, v_read, attn_mask=mask, enable_gqa=H != Hk)
         h = x_BD + F.linear(o.view(B, H * hd), self.w_o)
-        gate_up = F.linear(h, self.w_gate_up).mul_(rms_scale(h, self.eps2))
+        gate_up = normed_linear(h, self.w_gate_up, self.eps2)
         return h + F.linear(F.silu(gate_up[:, : self.ffn]).mul_(gate_up[:, self.ffn :]), self.w_down)
 
 
@@ -124,6 +148,6 @@ class FastCross:
         shape = x_BD.shape
         x_BQD = x_BD.view(shape[0], -1, shape[-1])
         B, Q, D = x_BQD.shape
-        q = F.linear(x_BQD, self.w_q).mul_(rms_scale(x_BQD, self.cross.q_norm.eps)).view(B, Q, self.heads, self.head_dim)
+        q = normed_linear(x_BQD, self.w_q, self.cross.q_norm.eps).view(B, Q, self.heads, self.head_dim)
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k_BHKD, v_BHKD, attn_mask=mask)
         return x_BD + F.linear(o.transpose(1, 2).reshape(shape), self.cross.o_proj.weight)

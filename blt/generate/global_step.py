@@ -23,33 +23,49 @@ class GlobalStep:
         self.model = model
         attn = model.layers[0].self_attn
         self.store = KVStore(len(model.layers), batch, attn.kv_heads, attn.head_dim, max_patches, like.dtype, like.device)
-        self.fast = [FastLayer(layer) for layer in model.layers]
+        self.fast = [FastLayer(layer, rotate_in_matmul=False) for layer in model.layers]
         self.cos_PD, self.sin_PD = rope_angles(torch.arange(max_patches, device=like.device), attn.head_dim, model.rope_theta)
         self.slots_P = torch.arange(max_patches, device=like.device)
         self.count_B = torch.zeros(batch, dtype=torch.long, device=like.device)  # patches closed so far
         self.doc_B = torch.zeros(batch, dtype=torch.long, device=like.device)    # EOS-marked patches closed so far
+        self.ones_B = torch.ones(batch, dtype=torch.long, device=like.device)
+        self.counts = [0] * batch  # count_B as Python values: the step's shapes and fast paths need no sync
         self.batch = batch
 
-    def close(self, rows_C: torch.Tensor, patches_C1E: torch.Tensor, has_eos_C: torch.Tensor) -> torch.Tensor:
-        """Run the closed patches' vectors ``[C, 1, E]`` through the global stack -> ``[C, 1, d_global]``."""
-        n_C, doc_C = self.count_B[rows_C], self.doc_B[rows_C]
-        used = int(n_C.max()) + 1
-        store = self.store
-        store.doc_BC[rows_C, n_C] = doc_C
-        allowed_CK = self.slots_P[:used] <= n_C[:, None]  # patch_causal: this patch and earlier ones
-        if self.model.block_documents:  # patch_block_causal: and only the same document's patches
-            allowed_CK = allowed_CK & (store.doc_BC[rows_C, :used] == doc_C[:, None])
-        mask = allowed_CK[:, None, None, :]
-        rows, slot = rows_C, n_C
-        if self.batch == 1:  # one row: its slot is the last one read, and the cache needs no gather
-            rows, slot = None, used - 1
-            if not self.model.block_documents:
-                mask = None  # every slot read is this patch or an earlier one
-        cos, sin = self.cos_PD[n_C][:, None], self.sin_PD[n_C][:, None]  # (C, 1, hd): one position per row
+    def close(self, rows_C: torch.Tensor, patches_C1E: torch.Tensor, has_eos_C: torch.Tensor,
+              rows: list[int] | None = None, any_eos: bool = True) -> torch.Tensor:
+        """Run the closed patches' vectors ``[C, 1, E]`` through the global stack -> ``[C, 1, d_global]``.
+        ``rows``: ``rows_C`` as a list (else read from the tensor); ``any_eos``: False when no
+        closing patch holds an EOS (a hint that skips the document update)."""
+        rows = rows_C.tolist() if rows is None else rows
+        ns = [self.counts[b] for b in rows]
+        used = max(ns) + 1
+        store, blocks = self.store, self.model.block_documents
         proj = self.model.token_embedding_projection
         h_CD = (proj(patches_C1E) if proj is not None else patches_C1E)[:, 0]
+        if len(rows) == 1:  # one row: its cache row and slot are Python ints, so every read is a view
+            b, n = rows[0], ns[0]
+            mask = None
+            if blocks:
+                doc = store.doc_BC[b, n] = self.doc_B[b]
+                mask = (store.doc_BC[b, :used] == doc)[None, None, None, :]
+            cos, sin = self.cos_PD[n], self.sin_PD[n]
+            row, slot = b, n
+        else:
+            n_C = self.count_B.index_select(0, rows_C)
+            allowed_CK = self.slots_P[:used] <= n_C[:, None]  # patch_causal: this patch and earlier ones
+            if blocks:  # patch_block_causal: and only the same document's patches
+                doc_C = self.doc_B.index_select(0, rows_C)
+                store.doc_BC[rows_C, n_C] = doc_C
+                allowed_CK = allowed_CK & (store.doc_BC.narrow(1, 0, used).index_select(0, rows_C) == doc_C[:, None])
+            mask = allowed_CK[:, None, None, :]
+            cos, sin = self.cos_PD.index_select(0, n_C)[:, None], self.sin_PD.index_select(0, n_C)[:, None]  # (C, 1, hd)
+            row, slot = rows_C, n_C
         for i, fast in enumerate(self.fast):
-            h_CD = fast(h_CD, cos, sin, store.k[i], store.v[i], slot, used, mask, rows=rows)
-        self.count_B[rows_C] += 1
-        self.doc_B[rows_C] += has_eos_C.long()
+            h_CD = fast(h_CD, cos, sin, store.k[i], store.v[i], slot, used, mask, rows=row)
+        for b in rows:
+            self.counts[b] += 1
+        self.count_B.index_add_(0, rows_C, self.ones_B[: len(rows)])
+        if any_eos:
+            self.doc_B.index_add_(0, rows_C, has_eos_C.long())
         return h_CD[:, None]

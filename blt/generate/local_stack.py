@@ -64,7 +64,7 @@ class ByteHistory:
         i = lo - self.base
         states_BLSD = torch.stack(self.states[i:], dim=1)
         ids_BL = torch.stack(self.patch_ids[i:], dim=1)
-        return states_BLSD[rows_R], ids_BL[rows_R]
+        return states_BLSD.index_select(0, rows_R), ids_BL.index_select(0, rows_R)
 
     def trim(self, lo: int) -> None:
         """Forget positions before ``lo``."""

@@ -78,7 +78,7 @@ class AddDecoderStep:
 
     def push(self, rows_C: torch.Tensor, pid_C: torch.Tensor, global_C1G: torch.Tensor) -> None:
         proj = self.decoder.patch_embedding_projection
-        self.latest_B1D[rows_C] = proj(global_C1G) if proj is not None else global_C1G
+        self.latest_B1D.index_copy_(0, rows_C, proj(global_C1G) if proj is not None else global_C1G)
 
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         self.stack.begin(t, doc_B)

@@ -108,18 +108,24 @@ class CrossAttentionDecoderStep:
         self.fast_cross = [FastCross(cross) for cross in decoder.cross_attn_layers]
         self.cross_kv = [cross.keys(self.ring_BSD) for cross in self.fast_cross]
         self.cross_mask = None
+        self.all_filled = False
 
     def push(self, rows_C: torch.Tensor, pid_C: torch.Tensor, global_C1G: torch.Tensor) -> None:
         """Rows ``rows_C`` closed patch ``pid_C`` with global state ``global_C1G``."""
         slots_CKD = to_slots(self.decoder.patch_embedding_projection(global_C1G), self.k)
-        index_CK = (pid_C % self.window)[:, None] * self.k + self.offsets_K
-        self.ring_BSD[rows_C[:, None], index_CK] = slots_CKD
-        self.ring_pos_BS[rows_C[:, None], index_CK] = pid_C[:, None]
+        S = self.ring_pos_BS.shape[1]
+        flat_CK = (rows_C * S)[:, None] + (pid_C % self.window)[:, None] * self.k + self.offsets_K  # row-major slot
+        d = self.ring_BSD.shape[-1]
+        self.ring_BSD.view(-1, d).index_copy_(0, flat_CK.view(-1), slots_CKD.reshape(-1, d))
         self.cross_kv = [cross.keys(self.ring_BSD) for cross in self.fast_cross]
         # Byte t reads patches read - W + 1 .. read, its row's last W closed patches: exactly the
         # filled ring slots (every row has closed patch 0, BOS, before its first byte is decoded).
-        filled_BS = self.ring_pos_BS != EMPTY
-        self.cross_mask = None if bool(filled_BS.all()) else filled_BS[:, None, None, :]
+        # Once every slot is filled it stays so, and no mask is needed.
+        if not self.all_filled:
+            self.ring_pos_BS.view(-1).index_copy_(0, flat_CK.view(-1), pid_C[:, None].expand_as(flat_CK).reshape(-1))
+            filled_BS = self.ring_pos_BS != EMPTY
+            self.all_filled = bool(filled_BS.all())
+            self.cross_mask = None if self.all_filled else filled_BS[:, None, None, :]
 
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         """Encoder state of byte t ``[B, 1, d]``, patch it reads -> normed decoder state ``[B, 1, d]``."""
