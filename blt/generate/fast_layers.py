@@ -103,7 +103,7 @@ class FastLayer:
             pairs = a.view(B, H + Hk, hd // 2, 2)
             b, v = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(B, H + Hk, hd), y[:, n:].view(B, Hk, hd)
         if self.float_rope:
-            qk = torch.addcmul(a.float() * cos, b.float(), sin).to(y.dtype)
+            qk = (a.float() * cos + b.float() * sin).to(y.dtype)  # the model's own ops: no fused multiply-add
         else:
             qk = torch.addcmul(a * cos, b, sin)
         if (rows is None or isinstance(rows, int)) and isinstance(slot, int):

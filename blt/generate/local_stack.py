@@ -40,6 +40,10 @@ class LocalStack:
         self.cos, self.sin = self.cos_TD[t], self.sin_TD[t]
 
     def layer(self, i: int, h_BD: torch.Tensor) -> torch.Tensor:
+        """``[B, D]`` -> ``[B, D]``; a ``[B, 1, D]`` input (the form plugin steps written against
+        earlier versions pass) comes back as ``[B, 1, D]``."""
+        if h_BD.dim() == 3:
+            return self.layer(i, h_BD.squeeze(1)).unsqueeze(1)
         return self.fast[i](h_BD, self.cos, self.sin, self.store.k[i], self.store.v[i], self.slot, self.used, self.mask)
 
 
