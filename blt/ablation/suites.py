@@ -33,7 +33,7 @@ def run_eval(run_dir: Path, config: Any, ev: Any) -> dict[str, Any]:
     the cache where it holds the same settings, else computed and cached."""
     names = list(ev.suites) + (["breakdown"] if ev.breakdown else [])
     out: dict[str, Any] = {}
-    settings = {"max_bytes": ev.max_bytes, "seed": NOISE_SEED}
+    settings = {"max_bytes": ev.max_bytes, "seed": NOISE_SEED, "documents": "per_source"}  # heldout_documents' selection
     todo = []
     for name in names:
         hit = _cached(run_dir / "eval" / f"{name}.json", settings)

@@ -168,10 +168,28 @@ class TrainStream:
         return _to_batch([self.next_row() for _ in range(batch_size)], rank, world)
 
 
+def spread_order(n: int) -> list[int]:
+    """A fixed permutation of ``range(n)`` whose every prefix is spread over the whole range:
+    ``i * step mod n`` with ``step`` the integer nearest ``n / phi`` that is coprime with ``n``
+    (golden-ratio strides keep consecutive picks far apart). Deterministic, no random state."""
+    import math
+
+    if n <= 2:
+        return list(range(n))
+    step = max(1, round(n / 1.6180339887))
+    while math.gcd(step, n) != 1:
+        step += 1
+    return [(i * step) % n for i in range(n)]
+
+
 def eval_batches(store: Store, seq_len: int, batch_size: int, max_bytes: int | None = None,
                  rank: int = 0, world: int = 1) -> Iterator[Batch]:
-    """Held-out rows in document order, the last one padded, until ``max_bytes`` targets are covered.
+    """Held-out rows, the last one padded, until ``max_bytes`` targets are covered.
 
+    Without ``max_bytes`` every document is read in store order. With it, documents are read in
+    :func:`spread_order`, so a capped evaluation samples the whole split (every source of a corpus
+    stored source by source) rather than its first documents; the order is fixed by the store
+    alone, so every variant and seed is scored on the same bytes.
     Every rank receives the same number of batches (empty rows are pad rows, contributing nothing).
     """
     rows: list[tuple[np.ndarray, np.ndarray]] = []
@@ -188,7 +206,8 @@ def eval_batches(store: Store, seq_len: int, batch_size: int, max_bytes: int | N
                 chunk.append((np.full(total, PAD_ID, np.int64), np.array([1, seq_len], np.int64)))
             yield _to_batch(chunk, rank, world)
 
-    for i in range(store.n_docs):
+    order = range(store.n_docs) if max_bytes is None else spread_order(store.n_docs)
+    for i in order:
         toks, lens = store.doc_tokens(i), store.doc_lengths(i)
         segments.append((toks, np.asarray(lens, np.int64)))
         have += len(toks)

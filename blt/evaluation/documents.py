@@ -1,7 +1,7 @@
 """The documents an evaluation runs on: ``(doc_id, source, data: bytes)``.
 
 ``source`` names where a document comes from, for BPB by source: the built-in corpus's own source
-(``kjv``, ``python``, ``chinese``), or for file corpora the file's name relative to the source
+(``kjv``, ``python``, ``fr``, ...), or for file corpora the file's name relative to the source
 entry that found it (its path inside a source directory, or the file's name), as the held-out
 rule names it.
 """
@@ -67,10 +67,24 @@ def heldout_documents(config: Any, *, max_bytes: int | None = None) -> list[Docu
     else:
         names = _unit_names(source, data.format)
         docs = ((i, _name_of(i, names), d) for i, d in iter_documents(data, "heldout"))
-    out = limit_bytes(docs, max_bytes)
+    out = limit_per_source(docs, max_bytes)
     if not out:
         raise DataError(f"the held-out split of {source!r} has no text to evaluate on")
     return out
+
+
+def limit_per_source(docs: Iterable[Document], max_bytes: int | None) -> list[Document]:
+    """``max_bytes`` split evenly over the sources (each source's first documents, in order, up
+    to ``max_bytes // sources`` bytes; sources in order of first appearance), so a capped
+    evaluation covers every source of the split, not only the first."""
+    docs = list(docs)
+    if max_bytes is None:
+        return docs
+    by_source: dict[str, list[Document]] = {}
+    for doc in docs:
+        by_source.setdefault(doc[1], []).append(doc)
+    quota = max(1, max_bytes // max(len(by_source), 1))
+    return [doc for group in by_source.values() for doc in limit_bytes(group, quota)]
 
 
 def file_documents(paths: list[str], text_field: str = "text", *, fmt: str = "auto",
