@@ -35,6 +35,12 @@ class CNNStreamState:
     def __init__(self, batch: int, device: torch.device) -> None:
         self.prev_token_B1 = torch.full((batch, 1), EOS_ID, dtype=torch.long, device=device)  # like a row start
 
+    def snapshot(self) -> torch.Tensor:
+        return self.prev_token_B1  # replaced at each step, never changed in place
+
+    def restore(self, mark: torch.Tensor) -> None:
+        self.prev_token_B1 = mark
+
 
 class CNNEntropyModel(nn.Module):
     """``forward(tokens[B, T], state=None) -> logits[B, T, 260]`` using tokens ``t-1`` and ``t`` only."""

@@ -5,6 +5,8 @@ A plugin file only names its kind, its model kind and its calibrated default thr
 
 from __future__ import annotations
 
+import copy
+
 import pathlib
 from typing import Annotated, Any
 
@@ -110,6 +112,20 @@ class EntropyStarts:
         self.prev_e_B: torch.Tensor | None = None
         self.device = self.model.embed_tokens.weight.device
         self.clock = DocumentClock()
+
+    def snapshot(self) -> tuple:
+        """For speculative decoding; an entropy model's stream state without ``snapshot`` is copied."""
+        own = callable(getattr(self.state, "snapshot", None))
+        state = self.state.snapshot() if own else copy.deepcopy(self.state)
+        return own, state, self.prev_e_B, self.clock.snapshot()
+
+    def restore(self, mark: tuple) -> None:
+        own, state, self.prev_e_B, clock = mark
+        if own:
+            self.state.restore(state)
+        else:
+            self.state = copy.deepcopy(state)
+        self.clock.restore(clock)
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         """Each document is patched alone, as training patches it: the rule restarts after an EOS

@@ -94,6 +94,19 @@ class TransformerStreamState:
         self.next_pos = 0
         self.eos_seen_B = torch.zeros(batch, 1, dtype=torch.long, device=device)
 
+    def snapshot(self) -> tuple:
+        """The stream as it is now, for :meth:`restore`: a step replaces the caches' tensors rather
+        than writing into them, so references suffice (key positions are copied: generation marks
+        a finished document's keys in place)."""
+        return ([(c.k, c.v) for c in self.layers], self.key_pos_BS.clone(), self.key_block_BS, self.next_pos,
+                self.eos_seen_B)
+
+    def restore(self, mark: tuple) -> None:
+        layers, key_pos, self.key_block_BS, self.next_pos, self.eos_seen_B = mark
+        for cache, (k, v) in zip(self.layers, layers):
+            cache.k, cache.v = k, v
+        self.key_pos_BS = key_pos.clone()
+
 
 class TransformerEntropyModel(nn.Module):
     """``forward(tokens[B, T], state=None) -> logits[B, T, 260]`` (logits at t predict token t + 1)."""

@@ -36,20 +36,33 @@ def generate_detailed(
     context: int | None = None,
     keep_logits: bool = False,
     row_offset: int = 0,
+    speculative: int | None = None,
 ) -> GenerationResult:
     """Like :func:`generate`, returning a :class:`GenerationResult` (new token ids, optionally the
     logits of every step, patches per row). ``row_offset``: the index of the first prompt for
     seeding (row b draws from stream ``(seed, row_offset + b)``), so a long list generated in
-    chunks samples exactly as one batch would."""
+    chunks samples exactly as one batch would. ``speculative=K``: exact self-speculative decoding
+    drafting up to K bytes past each patch boundary (:mod:`blt.generate.speculative`); the result's
+    ``speculation`` holds each row's acceptance and global-call counts."""
     params = SamplingParams(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     if isinstance(max_new_bytes, bool) or not isinstance(max_new_bytes, int) or max_new_bytes < 1:
         raise InputError(f"max_new_bytes must be an integer >= 1, got {max_new_bytes!r}")
     if isinstance(row_offset, bool) or not isinstance(row_offset, int) or row_offset < 0:
         raise InputError(f"row_offset must be an integer >= 0, got {row_offset!r}")
+    if speculative is not None:
+        if isinstance(speculative, bool) or not isinstance(speculative, int) or speculative < 1:
+            raise InputError(f"speculative must be an integer >= 1 (bytes drafted per round), got {speculative!r}")
+        if not cache:
+            raise InputError("speculative decoding works on the cache; drop --no-cache (cache=False) or --speculative")
     ids = prompt_tokens(prompts, context, patcher)
     check_patcher(patcher, cache)
     rows = RowOutputs(len(ids), max_new_bytes, stop_at_eos, Sampler(params, len(ids), row_offset), stream, keep_logits)
     with torch.inference_mode():
+        if speculative is not None:
+            from blt.generate.speculative import run_speculative
+
+            patches, stats = run_speculative(model, patcher, ids, max_new_bytes, rows, speculative)
+            return rows.result(patches, stats)
         if cache:
             from blt.generate.cached import run_cached
 
@@ -64,7 +77,7 @@ def generate_detailed(
 def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_bytes: int = 256, temperature: float = 0.0,
              top_k: int | None = None, top_p: float | None = None, seed: int | None = None, stop_at_eos: bool = True,
              cache: bool = True, stream: StreamCallback | None = None, context: int | None = None,
-             row_offset: int = 0) -> list[bytes]:
+             row_offset: int = 0, speculative: int | None = None) -> list[bytes]:
     """Continue each prompt by up to ``max_new_bytes`` bytes; returns the new bytes of each row.
 
     ``prompts``: a list of ``str`` / ``bytes`` / token-id sequences (starting with BOS), or a
@@ -75,11 +88,12 @@ def generate(model: torch.nn.Module, patcher: Any, prompts: Any, *, max_new_byte
     ``cache=False`` recomputes everything per byte (the reference's method, the oracle).
     ``stream(row, new_bytes)`` is called as bytes are produced. ``context``: refuse prompts longer
     than this many tokens (BOS included); see :mod:`blt.generate.prompts`. ``row_offset``: see
-    :func:`generate_detailed`.
+    :func:`generate_detailed`. ``speculative=K``: exact self-speculative decoding (same greedy
+    output, fewer global-model calls; rows run one at a time), see :mod:`blt.generate.speculative`.
     """
     return generate_detailed(model, patcher, prompts, max_new_bytes=max_new_bytes, temperature=temperature, top_k=top_k,
                              top_p=top_p, seed=seed, stop_at_eos=stop_at_eos, cache=cache, stream=stream,
-                             context=context, row_offset=row_offset).outputs
+                             context=context, row_offset=row_offset, speculative=speculative).outputs
 
 
 def check_patcher(patcher: Any, cache: bool) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import torch
 
 from blt.generate.caches import decode_backend
@@ -73,6 +74,14 @@ class CachedGenerator:
         return self.glob.count_B.tolist()
 
     def step(self, tokens_B: torch.Tensor) -> torch.Tensor:
+        position = self.advance(tokens_B)
+        if position.closing:
+            self.close(position)
+        return self.decode(position)
+
+    def advance(self, tokens_B: torch.Tensor) -> Position:
+        """Steps 1-2 (and the patch vector of step 3) for position t; the global step, the decoder
+        and the logits are left to :meth:`close` and :meth:`decode`."""
         t, pid_B, doc_B = self.t, self.pid_B, self.eos_before_B
         tokens = tokens_B.tolist()
         bytes_B1D = self.encoder.step(tokens_B, t, pid_B, doc_B)
@@ -80,26 +89,69 @@ class CachedGenerator:
         self.patch_eos = [a or b for a, b in zip(self.patch_eos, eos)]
         next_starts = self.starts.step_list(tokens_B, tokens, t)
         closing = [b for b, start in enumerate(next_starts) if start]
-        if closing:  # the patch holding byte t closes at t: encode it and run the global step
-            rows_C = self._as_tensor(tuple(closing), torch.long)
-            patch_vectors = self.encoder.close(rows_C)
-            has_eos_C = self._as_tensor(tuple(self.patch_eos[b] for b in closing), torch.bool)
-            global_C1G = self.glob.close(rows_C, patch_vectors, has_eos_C, rows=closing,
-                                         any_eos=any(self.patch_eos[b] for b in closing))
-            self.decoder.push(rows_C, pid_B.index_select(0, rows_C), global_C1G)
+        position = Position(t, bytes_B1D, doc_B, pid_B, closing)
+        if closing:  # the patch holding byte t closes at t: its vector is final now
+            position.rows_C = self._as_tensor(tuple(closing), torch.long)
+            position.vectors = self.encoder.close(position.rows_C)
+            position.has_eos = [self.patch_eos[b] for b in closing]
             for b in closing:
                 self.patch_eos[b] = False
-            self.read_B = self.glob.count_B - 1  # P(t+1) - 1: the row's last closed patch
-        h_B1D = self.decoder.step(bytes_B1D, t, self.read_B, doc_B)
-        logits_BV = self.model.lm_head(h_B1D[:, 0]).float()  # the module (its hooks run)
-        if closing:
             self.pid = [n + s for n, s in zip(self.pid, next_starts)]
             self.pid_B = torch.tensor(self.pid, dtype=torch.long, device=self.device)
         if any(eos):
             self.doc = [n + e for n, e in zip(self.doc, eos)]
             self.eos_before_B = torch.tensor(self.doc, dtype=torch.long, device=self.device)
         self.t += 1
-        return logits_BV
+        return position
+
+    def close(self, position: Position) -> None:
+        """Step 3: the global step on the patches closing at ``position``, into the decoder."""
+        rows_C, has_eos = position.rows_C, position.has_eos
+        global_C1G = self.glob.close(rows_C, position.vectors, self._as_tensor(tuple(has_eos), torch.bool),
+                                     rows=position.closing, any_eos=any(has_eos))
+        self.push(position, global_C1G)
+
+    def push(self, position: Position, global_C1G: torch.Tensor) -> None:
+        """The closing patches' global states ``[C, 1, d_global]`` into the decoder."""
+        self.decoder.push(position.rows_C, position.pid_B.index_select(0, position.rows_C), global_C1G)
+        self.read_B = self.glob.count_B - 1  # P(t+1) - 1: the row's last closed patch
+
+    def decode(self, position: Position) -> torch.Tensor:
+        """Step 4: the decoder at ``position`` reading the patches pushed so far -> logits ``[B, 260]``."""
+        h_B1D = self.decoder.step(position.bytes_B1D, position.t, self.read_B, position.doc_B)
+        return self.model.lm_head(h_B1D[:, 0]).float()  # the module (its hooks run)
+
+    # --- rewinding (speculative decoding, one row) ----------------------------------------------
+    def snapshot(self) -> tuple:
+        """The encoder, the patcher and the counters after the last :meth:`advance` (the decoder
+        and the global stack rewind on their own: see :mod:`blt.generate.speculative`)."""
+        return (self.t, self.pid, self.doc, self.patch_eos, self.pid_B, self.eos_before_B,
+                self.encoder.snapshot(), self.starts.snapshot())
+
+    def restore(self, mark: tuple) -> None:
+        self.t, self.pid, self.doc, self.patch_eos, self.pid_B, self.eos_before_B, encoder, starts = mark
+        self.encoder.restore(encoder)
+        self.starts.restore(starts)
+
+    def commit(self) -> None:
+        self.encoder.commit()
+        self.decoder.commit()
+
+
+@attrs.define(eq=False)
+class Position:
+    """What :meth:`CachedGenerator.advance` computed for position t: the encoder's byte states,
+    the document and patch ids byte t was read with, and the patches closing at t (rows, vectors,
+    whether each holds an EOS)."""
+
+    t: int
+    bytes_B1D: torch.Tensor
+    doc_B: torch.Tensor
+    pid_B: torch.Tensor
+    closing: list[int]
+    rows_C: torch.Tensor | None = None
+    vectors: torch.Tensor | None = None
+    has_eos: list[bool] = attrs.field(factory=list)
 
 
 def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], max_new_bytes: int, rows: RowOutputs) -> list[int]:

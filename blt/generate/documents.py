@@ -58,6 +58,12 @@ class DocumentClock:
         self.start_B: torch.Tensor | None = None
         self.start: list[int] | None = None
 
+    def snapshot(self) -> tuple:
+        return self.start_B, self.start  # both are replaced at each step, never changed in place
+
+    def restore(self, mark: tuple) -> None:
+        self.start_B, self.start = mark
+
     def local_values(self, tokens: list[int], t: int) -> list[int]:
         """:meth:`local` on Python values (one clock uses one of the two)."""
         if self.start is None:

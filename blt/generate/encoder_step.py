@@ -86,6 +86,23 @@ class EncoderStep:
         self.history.trim(self.oldest)
         return h_BD[:, None]
 
+    def snapshot(self) -> tuple:
+        """The state after the last ``step`` (see :meth:`LocalStack.snapshot`): what
+        :meth:`restore` needs to continue from here again. Subclasses with state of their own
+        extend both."""
+        return (self.stack.snapshot(), self.history.snapshot(), self.recent_BG, self.prev_pid_B,
+                self.starts_BW.clone(), self.oldest_B, self.oldest)
+
+    def restore(self, mark: tuple) -> None:
+        stack, history, self.recent_BG, self.prev_pid_B, starts_BW, self.oldest_B, self.oldest = mark
+        self.stack.restore(stack)
+        self.history.restore(history)
+        self.starts_BW.copy_(starts_BW)
+
+    def commit(self) -> None:
+        """No mark taken so far will be restored."""
+        self.stack.commit()
+
     def closing_span(self, rows_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For rows whose patch closes at this byte: ``(states [C, L, S, d], patch ids [C, L], own patch [C])``."""
         lo = int(self.oldest_B.index_select(0, rows_C).min())

@@ -69,3 +69,40 @@ class GlobalStep:
         if any_eos:
             self.doc_B.index_add_(0, rows_C, has_eos_C.long())
         return h_CD[:, None]
+
+    def close_row(self, b: int, patches_M1E: torch.Tensor, has_eos: list[bool]) -> torch.Tensor:
+        """Run ``M`` consecutive patches of row ``b`` ``[M, 1, E]`` through the global stack in one
+        call (speculative decoding's verification) -> ``[M, 1, d_global]``. Patch i is the row's
+        ``n_b + i``-th: it attends the row's earlier patches and patches ``0 .. i`` of this call
+        (each query writes its key before any query reads, layer by layer), with the documents
+        counted as ``close`` counts them. :meth:`keep` then keeps the first few of them."""
+        M = patches_M1E.shape[0]
+        n, store, device = self.counts[b], self.store, self.count_B.device
+        used = n + M
+        proj = self.model.token_embedding_projection
+        h_MD = (proj(patches_M1E) if proj is not None else patches_M1E)[:, 0]
+        slots_M = torch.arange(n, used, device=device)
+        allowed_MK = self.slots_P[:used] <= slots_M[:, None]
+        if self.model.block_documents:
+            before = [0]
+            for eos in has_eos[:-1]:
+                before.append(before[-1] + int(eos))
+            doc_M = self.doc_B[b] + torch.tensor(before, dtype=torch.long, device=device)
+            store.doc_BC[b, n:used] = doc_M
+            allowed_MK = allowed_MK & (store.doc_BC[b, :used] == doc_M[:, None])
+        mask = allowed_MK[:, None, None, :]
+        cos, sin = self.cos_PD[n:used, None], self.sin_PD[n:used, None]
+        rows_M = torch.full((M,), b, dtype=torch.long, device=device)
+        for i, fast in enumerate(self.fast):
+            h_MD = fast(h_MD, cos, sin, store.k[i], store.v[i], slots_M, used, mask, rows=rows_M)
+        self.pending = (b, n, int(self.doc_B[b]), list(has_eos))
+        return h_MD[:, None]
+
+    def keep(self, accepted: int) -> None:
+        """Of the patches of the last :meth:`close_row`, count the first ``accepted`` as closed (their
+        keys stay in the cache; the others' slots are rewritten by later steps). May be called
+        again with a larger count as verification moves on."""
+        b, n, doc, has_eos = self.pending
+        self.counts[b] = n + accepted
+        self.count_B[b] = n + accepted
+        self.doc_B[b] = doc + sum(has_eos[:accepted])

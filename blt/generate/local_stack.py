@@ -19,7 +19,13 @@ from blt.model.blocks import rope_angles
 
 
 class LocalStack:
-    """``begin(t, doc_B)`` once per step, then ``layer(i, h_BD)`` for each layer in order."""
+    """``begin(t, doc_B)`` once per step, then ``layer(i, h_BD)`` for each layer in order.
+
+    Rewinding (speculative decoding): after :meth:`snapshot`, each ``begin`` first saves the ring
+    slot it is about to overwrite (its keys, values and document ids in every layer), so
+    :meth:`restore` can put back exactly the ring of the snapshot; :meth:`commit` forgets the saved
+    slots and stops saving. Positions after the snapshot leave no trace once restored.
+    """
 
     def __init__(self, layers: nn.ModuleList, window: int | None, rope_theta: float, batch: int, total: int,
                  backend: object, like: torch.Tensor, block_documents: bool = True) -> None:
@@ -29,10 +35,28 @@ class LocalStack:
         head_dim = layers[0].self_attn.head_dim
         # every position's RoPE tables, computed once
         self.cos_TD, self.sin_TD = rope_angles(torch.arange(max(total, 1), device=like.device), head_dim, rope_theta)
+        self.journal: list[tuple] | None = None  # (slot, keys, values, doc ids) saved before each overwrite
+
+    def snapshot(self) -> int:
+        if self.journal is None:
+            self.journal = []
+        return len(self.journal)
+
+    def restore(self, mark: int) -> None:
+        store = self.store
+        while len(self.journal) > mark:
+            slot, k, v, doc = self.journal.pop()
+            store.k[:, :, :, slot], store.v[:, :, :, slot], store.doc_BC[:, slot] = k, v, doc
+
+    def commit(self) -> None:
+        self.journal = None
 
     def begin(self, t: int, doc_B: torch.Tensor) -> None:
         store, C = self.store, self.store.capacity
         self.slot, self.used = t % C, min(C, t + 1)
+        if self.journal is not None:
+            s = self.slot
+            self.journal.append((s, store.k[:, :, :, s].clone(), store.v[:, :, :, s].clone(), store.doc_BC[:, s].clone()))
         self.mask = None
         if self.block_documents:  # one document otherwise: attention crosses EOS, as the config asks
             store.doc_BC[:, self.slot] = doc_B
@@ -69,6 +93,13 @@ class ByteHistory:
         states_BLSD = torch.stack(self.states[i:], dim=1)
         ids_BL = torch.stack(self.patch_ids[i:], dim=1)
         return states_BLSD.index_select(0, rows_R), ids_BL.index_select(0, rows_R)
+
+    def snapshot(self) -> tuple:
+        return self.base, list(self.states), list(self.patch_ids)
+
+    def restore(self, mark: tuple) -> None:
+        self.base, states, ids = mark
+        self.states, self.patch_ids = list(states), list(ids)
 
     def trim(self, lo: int) -> None:
         """Forget positions before ``lo``."""

@@ -20,12 +20,14 @@ class GenerationResult:
     the row, delimiters included: they count toward ``max_new_bytes``);
     ``logits[b]``: ``FloatTensor[len(new_tokens[b]), 260]``, the logits each new token was chosen
     from (None unless asked for); ``patches[b]``: patches closed (global steps run) for row b
-    (cached mode), else None."""
+    (cached mode), else None; ``speculation[b]``: with ``speculative=K``, row b's
+    :class:`blt.generate.speculative.SpeculationStats` as a dict, else None."""
 
     outputs: list[bytes]
     new_tokens: list[list[int]]
     logits: list[torch.Tensor] | None
     patches: list[int] | None = None
+    speculation: list[dict] | None = None
 
 
 class RowOutputs:
@@ -44,6 +46,14 @@ class RowOutputs:
         """Choose row ``row``'s next token from ``logits_V`` (``greedy_choice``: its argmax, when the
         caller computed it for the whole batch), record it, stream it; returns the id."""
         token = greedy_choice if greedy_choice is not None and self.sampler.params.greedy else self.sampler.choose(row, logits_V)
+        return self.put(row, logits_V, token)
+
+    def remaining(self, row: int) -> int:
+        """Tokens row ``row`` may still generate."""
+        return self.max_new - len(self.new_tokens[row])
+
+    def put(self, row: int, logits_V: torch.Tensor, token: int) -> int:
+        """Record ``token`` as row ``row``'s next token, chosen from ``logits_V`` by the caller."""
         self.new_tokens[row].append(token)
         if self.logits is not None:
             self.logits[row].append(logits_V.detach().float().cpu())
@@ -53,9 +63,9 @@ class RowOutputs:
             self.done[row] = True
         return token
 
-    def result(self, patches: list[int] | None = None) -> GenerationResult:
+    def result(self, patches: list[int] | None = None, speculation: list[dict] | None = None) -> GenerationResult:
         outputs = [bytes(t - OFFSET for t in toks if t >= OFFSET) for toks in self.new_tokens]
         logits = None
         if self.logits is not None:
             logits = [torch.stack(rows) if rows else torch.zeros(0, 260) for rows in self.logits]
-        return GenerationResult(outputs, self.new_tokens, logits, patches)
+        return GenerationResult(outputs, self.new_tokens, logits, patches, speculation)

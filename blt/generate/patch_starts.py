@@ -15,6 +15,7 @@ input convention apply them: the position after an EOS starts a patch (a new doc
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Protocol
 
 import torch
@@ -41,6 +42,12 @@ class RepatchStarts:
         self.patcher = patcher
         self.history: list[torch.Tensor] = []
 
+    def snapshot(self) -> int:
+        return len(self.history)
+
+    def restore(self, mark: int) -> None:
+        del self.history[mark:]
+
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         from blt.generate.documents import row_lengths
 
@@ -51,6 +58,25 @@ class RepatchStarts:
             ends_P = torch.cumsum(row_lengths(self.patcher, row_N), dim=0)
             starts.append(bool((ends_P == t + 1).any()))  # a patch ends at t: t + 1 starts one
         return torch.tensor(starts, dtype=torch.bool, device=tokens_B.device)
+
+
+def shared_modules(obj: Any, depth: int = 3) -> dict:
+    """A ``copy.deepcopy`` memo that keeps every ``nn.Module`` reachable from ``obj``'s attributes
+    (``depth`` levels down) shared: copying a stepper copies its state, not its model."""
+    memo: dict = {}
+
+    def visit(value: Any, level: int) -> None:
+        if isinstance(value, torch.nn.Module):
+            memo[id(value)] = value
+        elif level > 0 and hasattr(value, "__dict__") and not isinstance(value, (type, torch.Tensor)):
+            for item in vars(value).values():
+                visit(item, level - 1)
+        elif level > 0 and isinstance(value, (list, tuple, dict)):
+            for item in value.values() if isinstance(value, dict) else value:
+                visit(item, level - 1)
+
+    visit(obj, depth)
+    return memo
 
 
 def patcher_name(patcher: Any) -> str:
@@ -86,6 +112,21 @@ class PatchStarts:
         self.max_len = getattr(config, "max_patch_length", None)
         self.last_rule_start = [0] * batch
         self.device = device
+
+    def snapshot(self) -> tuple:
+        """The state after the last step, for :meth:`restore` (speculative decoding). A stepper
+        without ``snapshot``/``restore`` of its own is deep-copied, its modules shared."""
+        own = getattr(self.stepper, "snapshot", None)
+        mark = own() if callable(own) else copy.deepcopy(self.stepper, shared_modules(self.stepper))
+        return list(self.last_rule_start), callable(own), mark
+
+    def restore(self, mark: tuple) -> None:
+        last, own, stepper = mark
+        self.last_rule_start = list(last)
+        if own:
+            self.stepper.restore(stepper)
+        else:
+            self.stepper = copy.deepcopy(stepper, shared_modules(stepper))
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         """Consume position t's tokens; -> bool ``[B]``, position ``t + 1`` starts a patch."""

@@ -80,6 +80,18 @@ class AddDecoderStep:
         proj = self.decoder.patch_embedding_projection
         self.latest_B1D.index_copy_(0, rows_C, proj(global_C1G) if proj is not None else global_C1G)
 
+    def snapshot(self) -> tuple:
+        """The state after the last ``step``/``push``, for :meth:`restore` (speculative decoding)."""
+        return self.stack.snapshot(), self.latest_B1D.clone()
+
+    def restore(self, mark: tuple) -> None:
+        stack, latest = mark
+        self.stack.restore(stack)
+        self.latest_B1D.copy_(latest)
+
+    def commit(self) -> None:
+        self.stack.commit()
+
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         self.stack.begin(t, doc_B)
         h_BD = (bytes_B1D + self.latest_B1D)[:, 0]

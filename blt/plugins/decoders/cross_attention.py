@@ -127,6 +127,21 @@ class CrossAttentionDecoderStep:
             self.all_filled = bool(filled_BS.all())
             self.cross_mask = None if self.all_filled else filled_BS[:, None, None, :]
 
+    def snapshot(self) -> tuple:
+        """The state after the last ``step``/``push``, for :meth:`restore` (speculative decoding)."""
+        return (self.stack.snapshot(), self.ring_BSD.clone(), self.ring_pos_BS.clone(), list(self.cross_kv),
+                self.cross_mask, self.all_filled)
+
+    def restore(self, mark: tuple) -> None:
+        stack, ring, ring_pos, cross_kv, self.cross_mask, self.all_filled = mark
+        self.stack.restore(stack)
+        self.ring_BSD.copy_(ring)
+        self.ring_pos_BS.copy_(ring_pos)
+        self.cross_kv = list(cross_kv)
+
+    def commit(self) -> None:
+        self.stack.commit()
+
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         """Encoder state of byte t ``[B, 1, d]``, patch it reads -> normed decoder state ``[B, 1, d]``."""
         self.stack.begin(t, doc_B)

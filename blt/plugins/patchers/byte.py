@@ -33,6 +33,12 @@ class BytePatcher:
 class ByteStarts:
     """Generation: every position starts a patch."""
 
+    def snapshot(self) -> None:
+        return None
+
+    def restore(self, mark: None) -> None:
+        pass
+
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         return torch.ones_like(tokens_B, dtype=torch.bool)
 

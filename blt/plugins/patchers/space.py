@@ -65,6 +65,13 @@ class SpaceStarts:
         self.prev_space: list[bool] | None = None  # token t - 1 is space-like (False before the row)
         self.clock = DocumentClock()
 
+    def snapshot(self) -> tuple:
+        return self.prev_space, self.clock.snapshot()
+
+    def restore(self, mark: tuple) -> None:
+        self.prev_space, clock = mark
+        self.clock.restore(clock)
+
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         return torch.tensor(self.step_values(tokens_B.tolist(), t), dtype=torch.bool, device=tokens_B.device)
 

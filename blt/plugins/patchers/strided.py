@@ -45,6 +45,12 @@ class StridedStarts:
         self.patch_size = patch_size
         self.clock = DocumentClock()
 
+    def snapshot(self) -> tuple:
+        return self.clock.snapshot()
+
+    def restore(self, mark: tuple) -> None:
+        self.clock.restore(mark)
+
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         return torch.tensor(self.step_values(tokens_B.tolist(), t), dtype=torch.bool, device=tokens_B.device)
 
