@@ -36,6 +36,31 @@ def timed_run(model, patcher, n: int, cache: bool) -> tuple[float, list[float]]:
     return total, gaps
 
 
+def batch_comparison(model, patcher, args, name: str) -> dict:
+    """Total bytes/s of a batch of ragged prompts vs one prompt, in alternating rounds."""
+    n = args.batch_bytes
+    prompts = [PROMPT[: len(PROMPT) - 3 * i] for i in range(args.batch)]  # ragged lengths
+    ratios, cpu_ratios, rates = [], [], []
+    for _ in range(args.repeats):
+        seconds = []
+        for rows in (prompts[:1], prompts):
+            t0, c0 = time.perf_counter(), time.process_time()
+            generate(model, patcher, rows, max_new_bytes=n, stop_at_eos=False)
+            seconds.append((time.perf_counter() - t0, time.process_time() - c0))
+        (one_wall, one_cpu), (many_wall, many_cpu) = seconds
+        ratios.append(args.batch * one_wall / many_wall)
+        cpu_ratios.append(args.batch * one_cpu / many_cpu)
+        rates.append((n / one_wall, args.batch * n / many_wall))
+    ratio, cpu_ratio = sorted(ratios)[len(ratios) // 2], sorted(cpu_ratios)[len(cpu_ratios) // 2]
+    print(f"\nbatch of {args.batch} ragged prompts x {n} bytes vs one prompt, patcher {name}: total bytes/s x{ratio:.2f} "
+          f"(median of {len(ratios)} alternating rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+    print(f"  by process CPU time (less sensitive to other processes on the machine): x{cpu_ratio:.2f} "
+          f"({', '.join(f'{r:.2f}' for r in cpu_ratios)})")
+    print(f"  bytes/s one / batch per round: {', '.join(f'{a:.0f} / {b:.0f}' for a, b in rates)}")
+    return {"patcher": name, "rows": args.batch, "bytes_per_row": n, "ratios": ratios, "median_ratio": ratio,
+            "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_ratio, "bytes_per_s": rates}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="blt/configs/experiments/tiny.toml")
@@ -46,6 +71,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="also compare a batch of this many prompts with one (1: skip)")
     parser.add_argument("--batch-bytes", type=int, default=256, help="bytes per row in the batch comparison")
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds of the batch comparison")
+    parser.add_argument("--patcher-batch", choices=sorted(PATCHERS), default="strided",
+                        help="also run the batch comparison with this patcher (rows close patches together); '' to skip")
+    parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     registry = blt.make_registry(autoload=False)
@@ -74,29 +102,16 @@ def main() -> None:
         first, last = sum(gaps[1 : window + 1]) / window, sum(gaps[-window:]) / window
         results[f"per_byte_{mode}"] = {"first_ms": first * 1e3, "last_ms": last * 1e3, "ratio": last / first}
         print(f"  {mode:>8}: start {first * 1e3:7.2f} ms, end {last * 1e3:7.2f} ms, end/start {last / first:5.2f}")
-    if args.batch > 1:  # total bytes/s of a batch of ragged prompts vs one prompt, alternating rounds
-        n = args.batch_bytes
-        prompts = [PROMPT[: len(PROMPT) - 3 * i] for i in range(args.batch)]  # ragged lengths
-        ratios, cpu_ratios, rates = [], [], []
-        for _ in range(args.repeats):
-            seconds = []
-            for rows in (prompts[:1], prompts):
-                t0, c0 = time.perf_counter(), time.process_time()
-                generate(model, patcher, rows, max_new_bytes=n, stop_at_eos=False)
-                seconds.append((time.perf_counter() - t0, time.process_time() - c0))
-            (one_wall, one_cpu), (many_wall, many_cpu) = seconds
-            ratios.append(args.batch * one_wall / many_wall)
-            cpu_ratios.append(args.batch * one_cpu / many_cpu)
-            rates.append((n / one_wall, args.batch * n / many_wall))
-        ratio, cpu_ratio = sorted(ratios)[len(ratios) // 2], sorted(cpu_ratios)[len(cpu_ratios) // 2]
-        results["batch"] = {"rows": args.batch, "bytes_per_row": n, "ratios": ratios, "median_ratio": ratio,
-                            "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_ratio, "bytes_per_s": rates}
-        print(f"\nbatch of {args.batch} ragged prompts x {n} bytes vs one prompt: total bytes/s x{ratio:.2f} "
-              f"(median of {len(ratios)} alternating rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
-        print(f"  by process CPU time (less sensitive to other processes on the machine): x{cpu_ratio:.2f} "
-              f"({', '.join(f'{r:.2f}' for r in cpu_ratios)})")
-        print(f"  bytes/s one / batch per round: {', '.join(f'{a:.0f} / {b:.0f}' for a, b in rates)}")
+    if args.batch > 1:
+        results["batch"] = batch_comparison(model, patcher, args, args.patcher)
+        if args.patcher_batch and args.patcher_batch != args.patcher:
+            other = registry.build_patcher(PATCHERS[args.patcher_batch])
+            results["batch_" + args.patcher_batch] = batch_comparison(model, other, args, args.patcher_batch)
     print(json.dumps(results))
+    if args.json:
+        from blt.core.atomic import atomic_write_json
+
+        atomic_write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ Trained models: acceptance is meaningless on random weights. ``--run-tiny`` / ``
 run directories to reuse; otherwise each config is trained with ``blt.train.trainer.train`` into
 ``$BLT_CACHE_DIR/bench/speculative/<config>-<hash>`` (default ``~/.cache/blt-lab``), keyed by the
 config's contents and the step budget, and reused on later runs (a finished run has ``final.json``).
-Default budgets: 500 steps for tiny (about 1 minute on one thread), 150 for the heavy config (about
-3 minutes); ``--tiny-steps`` / ``--heavy-steps`` change them.
+Default budgets: 500 steps for tiny (about 1 minute on one thread), 200 for the heavy config (about
+6 minutes); ``--tiny-steps`` / ``--heavy-steps`` change them.
 
 Figures per config and K:
 
@@ -227,7 +227,7 @@ def main() -> None:
     parser.add_argument("--run-tiny", default=None, help="a finished run directory of the tiny config to reuse")
     parser.add_argument("--run-heavy", default=None, help="a finished run directory of the global-heavy config to reuse")
     parser.add_argument("--tiny-steps", type=int, default=500, help="training steps of the tiny config (about 1 minute)")
-    parser.add_argument("--heavy-steps", type=int, default=150, help="training steps of the heavy config (about 3 minutes)")
+    parser.add_argument("--heavy-steps", type=int, default=200, help="training steps of the heavy config (about 6 minutes)")
     parser.add_argument("--cache-dir", default=None, help="where trained runs are kept (default $BLT_CACHE_DIR/bench/speculative)")
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), help="held-out corpus sources of the prompts")
     parser.add_argument("--prompt-bytes", type=int, default=96)

@@ -4,9 +4,8 @@
 
 Each benchmark runs as its own subprocess (its own process-wide state, its own matmul peak) and
 leaves a JSON file under ``bench/results/``; this script turns them into the markdown report,
-printing next to every figure the command that produced it. The generation and entropy-patching
-benchmarks of the other engineers (``bench_generate.py``, ``bench_entropy_patching.py``) are run
-when present and their output is quoted.
+printing next to every figure the command that produced it (the entropy-patching benchmark's
+output is quoted as it prints it).
 
 Threads: the default is 1 intra-op thread. On the shared 2-core benchmark machine every parallel
 region waited ~8 ms for the second thread (another tenant's load), which swamped ratios; one
@@ -27,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import common  # noqa: E402
+import generation_report  # noqa: E402
 
 
 def run(cmd: list[str], timeout: int = 3600) -> tuple[str, float]:
@@ -299,6 +299,16 @@ def targets_section(results_dir: Path) -> list[str]:
     return ["## Targets (issue 7)", "", "| target | measured | status |", "|---|---|---|", *rows, "", *analysis(bench)]
 
 
+def failed(title: str, cmd: str, text: str) -> list[str]:
+    return [f"### {title}", "", f"`{cmd}` failed:", "```", text, "```", ""]
+
+
+def speculative_markdown(res: dict, cmd: str) -> list[str]:
+    from bench_generate_speculative import markdown_section
+
+    return ["### Exact self-speculative decoding", "", f"Command: `{cmd}`", "", *markdown_section(res), ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -329,26 +339,26 @@ def main() -> None:
     sections += optimisations_section(res, cmd) if res else ["### Optimisations", "", f"`{cmd}` failed:", "```", text, "```", ""]
     res, cmd, text = bench("patching", "bench_patching.py", [*q, *th, "--repeats", "3"])
     sections += patching_section(res, cmd) if res else ["### Patching", "", f"`{cmd}` failed:", "```", text, "```", ""]
-    for name, script, extra in (("entropy_patching", "bench_entropy_patching.py",
-                                 ["--rows", "4", "--seq-len", "1024" if args.quick else "2048", *th]),
-                                ("generation", "bench_generate.py",
-                                 [*th, "--lengths", *(["64", "256"] if args.quick else ["64", "256", "1024"])])):
-        if (HERE / script).exists():
-            cmd = [py, f"bench/{script}", *extra]
-            text, elapsed = run(cmd)
-            commands[name] = (cmdline(cmd), elapsed)
-            title = "Generation (cached vs no-cache)" if name == "generation" else "Entropy patching next to a training step"
-            lines = text.strip().splitlines()
-            body = "\n".join(line for line in lines if not line.startswith("{"))  # drop the raw JSON line
-            sections += [f"### {title}", "", f"Command: `{cmdline(cmd)}` (by its owner; quoted verbatim)", "", "```", body, "```", ""]
-        else:
-            sections += [f"### {name}", "", f"bench/{script} is not present; not measured.", ""]
+    cmd = [py, "bench/bench_entropy_patching.py", "--rows", "4", "--seq-len", "1024" if args.quick else "2048", *th]
+    text, elapsed = run(cmd)
+    commands["entropy_patching"] = (cmdline(cmd), elapsed)
+    body = "\n".join(line for line in text.strip().splitlines() if not line.startswith("{"))  # drop the raw JSON line
+    sections += ["### Entropy patching next to a training step", "", f"Command: `{cmdline(cmd)}`", "", "```", body, "```", ""]
+    gen_res, cmd, text = bench("generation", "bench_generate.py",
+                               [*th, "--lengths", *(["64", "256"] if args.quick else ["64", "256", "1024"])])
+    sections += generation_report.generate_section(gen_res, cmd) if gen_res else failed("Generation", cmd, text)
+    floor_res, cmd, text = bench("generation_floor", "bench_generate_floor.py",
+                                 [*th, *(["--lengths", "256", "--repeats", "1", "--nocache-at", "256"] if args.quick else [])])
+    sections += generation_report.floor_section(floor_res, cmd) if floor_res else failed("Generation floor", cmd, text)
+    spec_res, cmd, text = bench("speculative", "bench_generate_speculative.py", [*th, *(["--repeats", "1"] if args.quick else [])])
+    sections += speculative_markdown(spec_res, cmd) if spec_res else failed("Speculative decoding", cmd, text)
     res, cmd, text = bench("scaling", "bench_scaling.py", [*q, *th])
     sections += scaling_section(res, cmd) if res else ["### Scaling", "", f"`{cmd}` failed:", "```", text, "```", ""]
     res, cmd, text = bench("memory", "bench_memory.py", [*q, *th])
     sections += memory_section(res, cmd) if res else ["### Memory", "", f"`{cmd}` failed:", "```", text, "```", ""]
 
-    sections = targets_section(results_dir) + sections + gpu_section(results_dir)
+    sections = (targets_section(results_dir) + generation_report.targets_section(gen_res, floor_res, spec_res)
+                + sections + gpu_section(results_dir))
     m = common.machine()
     header = [
         "# Benchmarks", "",

@@ -36,14 +36,20 @@ class LocalStack:
         # every position's RoPE tables, computed once
         self.cos_TD, self.sin_TD = rope_angles(torch.arange(max(total, 1), device=like.device), head_dim, rope_theta)
         self.journal: list[tuple] | None = None  # (slot, keys, values, doc ids) saved before each overwrite
+        # The generator makes a new document-id tensor only when some row passes an EOS, so while
+        # every filled slot was written with the current tensor, all of them hold the current
+        # documents and the document mask is all true: no mask is built.
+        self.seen_doc_B: torch.Tensor | None = None
+        self.same_doc_from = 0  # first position written with seen_doc_B
 
-    def snapshot(self) -> int:
+    def snapshot(self) -> tuple:
         if self.journal is None:
             self.journal = []
-        return len(self.journal)
+        return len(self.journal), self.seen_doc_B, self.same_doc_from
 
-    def restore(self, mark: int) -> None:
+    def restore(self, mark: tuple) -> None:
         store = self.store
+        mark, self.seen_doc_B, self.same_doc_from = mark
         while len(self.journal) > mark:
             slot, k, v, doc = self.journal.pop()
             store.k[:, :, :, slot], store.v[:, :, :, slot], store.doc_BC[:, slot] = k, v, doc
@@ -59,8 +65,11 @@ class LocalStack:
             self.journal.append((s, store.k[:, :, :, s].clone(), store.v[:, :, :, s].clone(), store.doc_BC[:, s].clone()))
         self.mask = None
         if self.block_documents:  # one document otherwise: attention crosses EOS, as the config asks
-            store.doc_BC[:, self.slot] = doc_B
-            self.mask = (store.doc_BC[:, : self.used] == doc_B[:, None])[:, None, None, :]
+            store.doc_BC.select(1, self.slot).copy_(doc_B)
+            if doc_B is not self.seen_doc_B:
+                self.seen_doc_B, self.same_doc_from = doc_B, t
+            if t - self.used + 1 < self.same_doc_from:  # a slot was written before the last document change
+                self.mask = (store.doc_BC[:, : self.used] == doc_B[:, None])[:, None, None, :]
         self.cos, self.sin = self.cos_TD[t], self.sin_TD[t]
 
     def layer(self, i: int, h_BD: torch.Tensor) -> torch.Tensor:
