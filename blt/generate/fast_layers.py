@@ -40,13 +40,32 @@ def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True).add_(eps))
 
 
+# rows_linear pads weights of at least this many elements (1 MiB in float32) and input width.
+PAD_FROM_ELEMENTS, PAD_FROM_WIDTH = 1 << 18, 512
+
+
+def rows_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``F.linear(x, w)``; on the CPU, 2 or 3 rows times a large weight (input width >= 512) run
+    as 4 rows (zero rows appended, then dropped): MKL's 2-3 row kernels read such a weight slower
+    than its 4-row kernel, so 4 rows cost less than 2 (one thread, fp32, weights streamed from
+    memory, us for 1 / 2 / 3 / 4 rows: [1536, 512] 306 / 499 / 547 / 376, [512, 1536]
+    226 / 349 / 408 / 316, [512, 512] 106 / 152 / 173 / 137; no gain below width 512). This is
+    speculative verification's case (a few patches of one row) and a batch's few closing rows.
+    Rows are independent in a matmul, so the kept rows' values are the same maths."""
+    n = x.shape[0]
+    if (1 < n < 4 and x.dim() == 2 and w.shape[1] >= PAD_FROM_WIDTH and w.numel() >= PAD_FROM_ELEMENTS
+            and x.device.type == "cpu"):
+        return F.linear(F.pad(x, (0, 0, 0, 4 - n)), w)[:n]
+    return F.linear(x, w)
+
+
 def normed_linear(x: torch.Tensor, w_folded: torch.Tensor, eps: float) -> torch.Tensor:
     """``linear(norm(x), W)`` with the norm's weight already folded into ``w_folded``: one fused
     ``rms_norm`` (no weight) and the matmul for float32/float64, else the matmul scaled by
     :func:`rms_scale` (statistics in float32, as the model computes them)."""
     if x.dtype in (torch.float32, torch.float64):
-        return F.linear(F.rms_norm(x, (x.shape[-1],), None, eps), w_folded)
-    return F.linear(x, w_folded).mul_(rms_scale(x, eps))
+        return rows_linear(F.rms_norm(x, (x.shape[-1],), None, eps), w_folded)
+    return rows_linear(x, w_folded).mul_(rms_scale(x, eps))
 
 
 def rotated_rows(w_ND: torch.Tensor) -> torch.Tensor:
@@ -94,18 +113,8 @@ class FastLayer:
         that one row, with an int slot); the
         query reads slots ``[0, used)`` of those rows where ``mask`` ``[B, 1, 1, used]`` allows."""
         B = x_BD.shape[0]
-        H, Hk, hd, n = self.heads, self.kv_heads, self.head_dim, self.n_qk
-        y = normed_linear(x_BD, self.w_in, self.eps1)
-        a = y[:, :n].view(B, H + Hk, hd)
-        if self.rotate_in_matmul:
-            b, v = y[:, n : 2 * n].view(B, H + Hk, hd), y[:, 2 * n :].view(B, Hk, hd)
-        else:  # rot(y): channel pairs (y0, y1) -> (-y1, y0), exactly what rotated_rows' outputs are
-            pairs = a.view(B, H + Hk, hd // 2, 2)
-            b, v = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(B, H + Hk, hd), y[:, n:].view(B, Hk, hd)
-        if self.float_rope:
-            qk = (a.float() * cos + b.float() * sin).to(y.dtype)  # the model's own ops: no fused multiply-add
-        else:
-            qk = torch.addcmul(a * cos, b, sin)
+        H, Hk, hd = self.heads, self.kv_heads, self.head_dim
+        qk, v = self.project(x_BD, cos, sin)
         if (rows is None or isinstance(rows, int)) and isinstance(slot, int):
             if rows is not None:  # one cache row (B == 1): views of it, no copies
                 k_BHCD, v_BHCD = k_BHCD.narrow(0, rows, 1), v_BHCD.narrow(0, rows, 1)
@@ -121,9 +130,47 @@ class FastLayer:
             k_read = k_BHCD.narrow(2, 0, used) if rows is None else k_BHCD.narrow(2, 0, used).index_select(0, rows)
             v_read = v_BHCD.narrow(2, 0, used) if rows is None else v_BHCD.narrow(2, 0, used).index_select(0, rows)
         o = F.scaled_dot_product_attention(qk[:, :H, None], k_read, v_read, attn_mask=mask, enable_gqa=H != Hk)
-        h = x_BD + F.linear(o.view(B, H * hd), self.w_o)
+        return self.finish(x_BD, o.view(B, H * hd))
+
+    def queries(self, x_MD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_BHCD: torch.Tensor,
+                v_BHCD: torch.Tensor, row: int, first: int, used: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """``M`` consecutive positions of one cache row at once -> ``[M, D]``: their keys/values go
+        to slots ``first .. first + M - 1`` of row ``row``, and the queries, as one sequence, read
+        slots ``[0, used)`` where ``mask`` ``[1, 1, M, used]`` allows (the row's cache is read
+        once, not once per query). ``cos``/``sin``: ``[M, 1, hd]``."""
+        M = x_MD.shape[0]
+        H, Hk, hd = self.heads, self.kv_heads, self.head_dim
+        qk, v = self.project(x_MD, cos, sin)
+        k_1HCD, v_1HCD = k_BHCD.narrow(0, row, 1), v_BHCD.narrow(0, row, 1)
+        k_1HCD[0, :, first : first + M] = qk[:, H:].transpose(0, 1)
+        v_1HCD[0, :, first : first + M] = v.transpose(0, 1)
+        q_1HMD = qk[:, :H].transpose(0, 1).unsqueeze(0)
+        o = F.scaled_dot_product_attention(q_1HMD, k_1HCD.narrow(2, 0, used), v_1HCD.narrow(2, 0, used),
+                                           attn_mask=mask, enable_gqa=H != Hk)
+        return self.finish(x_MD, o[0].transpose(0, 1).reshape(M, H * hd))
+
+    def project(self, x_BD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RoPE-rotated q and k ``[B, H + H_kv, hd]``, v ``[B, H_kv, hd]``) of ``B`` queries."""
+        B = x_BD.shape[0]
+        H, Hk, hd, n = self.heads, self.kv_heads, self.head_dim, self.n_qk
+        y = normed_linear(x_BD, self.w_in, self.eps1)
+        a = y[:, :n].view(B, H + Hk, hd)
+        if self.rotate_in_matmul:
+            b, v = y[:, n : 2 * n].view(B, H + Hk, hd), y[:, 2 * n :].view(B, Hk, hd)
+        else:  # rot(y): channel pairs (y0, y1) -> (-y1, y0), exactly what rotated_rows' outputs are
+            pairs = a.view(B, H + Hk, hd // 2, 2)
+            b, v = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(B, H + Hk, hd), y[:, n:].view(B, Hk, hd)
+        if self.float_rope:
+            qk = (a.float() * cos + b.float() * sin).to(y.dtype)  # the model's own ops: no fused multiply-add
+        else:
+            qk = torch.addcmul(a * cos, b, sin)
+        return qk, v
+
+    def finish(self, x_BD: torch.Tensor, o_BE: torch.Tensor) -> torch.Tensor:
+        """The output projection, residual and SwiGLU MLP after attention (``o_BE``: heads concatenated)."""
+        h = x_BD + rows_linear(o_BE, self.w_o)
         gate_up = normed_linear(h, self.w_gate_up, self.eps2)
-        return h + F.linear(F.silu(gate_up[:, : self.ffn]).mul_(gate_up[:, self.ffn :]), self.w_down)
+        return h + rows_linear(F.silu(gate_up[:, : self.ffn]).mul_(gate_up[:, self.ffn :]), self.w_down)
 
 
 class FastCross:

@@ -90,11 +90,10 @@ class GlobalStep:
             doc_M = self.doc_B[b] + torch.tensor(before, dtype=torch.long, device=device)
             store.doc_BC[b, n:used] = doc_M
             allowed_MK = allowed_MK & (store.doc_BC[b, :used] == doc_M[:, None])
-        mask = allowed_MK[:, None, None, :]
+        mask = allowed_MK[None, None]
         cos, sin = self.cos_PD[n:used, None], self.sin_PD[n:used, None]
-        rows_M = torch.full((M,), b, dtype=torch.long, device=device)
         for i, fast in enumerate(self.fast):
-            h_MD = fast(h_MD, cos, sin, store.k[i], store.v[i], slots_M, used, mask, rows=rows_M)
+            h_MD = fast.queries(h_MD, cos, sin, store.k[i], store.v[i], b, n, used, mask)
         self.pending = (b, n, int(self.doc_B[b]), list(has_eos))
         return h_MD[:, None]
 
