@@ -69,3 +69,16 @@ def assert_same(cached, oracle):
     assert cached.outputs == oracle.outputs
     for a, b in zip(cached.logits, oracle.logits):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def draw_case(data, registry, entropy_files, max_bytes: int, max_rows: int):
+    """Hypothesis draws of one generation case: ``(model, patcher, prompt ids)`` over every
+    encoder/decoder pair and patcher, prompts of ``ALPHABET`` bytes and EOS."""
+    from hypothesis import strategies as st
+
+    encoder, decoder = data.draw(st.sampled_from(COMBOS), label="encoder, decoder")
+    patcher_name = data.draw(st.sampled_from(PATCHERS), label="patcher")
+    prompts = data.draw(st.lists(st.lists(st.sampled_from(list(ALPHABET) + [-2]), min_size=1, max_size=max_bytes),
+                                 min_size=1, max_size=max_rows), label="prompts")
+    model, patcher = get_model(registry, encoder, decoder), get_patcher(registry, patcher_name, entropy_files)
+    return model, patcher, [as_ids(p) for p in prompts]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from blt.generate import generate, generate_detailed
 from blt.tokens import BOS_ID, EOS_ID, OFFSET
-from _generate_helpers import ALPHABET, COMBOS, PATCHERS, as_ids, assert_same, get_model, get_patcher
+from _generate_helpers import COMBOS, PATCHERS, as_ids, assert_same, draw_case, get_model, get_patcher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,13 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @settings(max_examples=30)
 @given(data=st.data())
 def test_greedy_cached_equals_nocache_oracle(registry, entropy_files, data):
-    encoder, decoder = data.draw(st.sampled_from(COMBOS), label="encoder, decoder")
-    patcher_name = data.draw(st.sampled_from(PATCHERS), label="patcher")
-    prompts = data.draw(st.lists(st.lists(st.sampled_from(list(ALPHABET) + [-2]), min_size=1, max_size=14),
-                                 min_size=1, max_size=3), label="prompts")
+    model, patcher, ids = draw_case(data, registry, entropy_files, max_bytes=14, max_rows=3)
     max_new = data.draw(st.integers(1, 10), label="max_new_bytes")
-    model, patcher = get_model(registry, encoder, decoder), get_patcher(registry, patcher_name, entropy_files)
-    ids = [as_ids(p) for p in prompts]
     kw = dict(max_new_bytes=max_new, keep_logits=True, stop_at_eos=data.draw(st.booleans(), label="stop_at_eos"))
     cached = generate_detailed(model, patcher, ids, **kw)
     assert_same(cached, generate_detailed(model, patcher, ids, cache=False, **kw))

@@ -12,7 +12,7 @@ from blt.core.errors import InputError, UnavailableError
 from blt.generate import generate_detailed
 from blt.generate.global_step import GlobalStep
 from blt.generate.speculative import accept_or_resample
-from _generate_helpers import ALPHABET, COMBOS, PATCHERS, as_ids, get_model, get_patcher
+from _generate_helpers import COMBOS, as_ids, draw_case, get_model, get_patcher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,12 +30,7 @@ def assert_same_greedy(plain, spec):
 @given(data=st.data())
 def test_greedy_speculative_equals_plain_cached(registry, entropy_files, data):
     """Every patcher (entropy models included) and encoder/decoder pair, prompts holding EOS, any K."""
-    encoder, decoder = data.draw(st.sampled_from(COMBOS), label="encoder, decoder")
-    patcher_name = data.draw(st.sampled_from(PATCHERS), label="patcher")
-    prompts = data.draw(st.lists(st.lists(st.sampled_from(list(ALPHABET) + [-2]), min_size=1, max_size=12),
-                                 min_size=1, max_size=2), label="prompts")
-    model, patcher = get_model(registry, encoder, decoder), get_patcher(registry, patcher_name, entropy_files)
-    ids = [as_ids(p) for p in prompts]
+    model, patcher, ids = draw_case(data, registry, entropy_files, max_bytes=12, max_rows=2)
     kw = dict(max_new_bytes=data.draw(st.integers(1, 24), label="max_new_bytes"), keep_logits=True,
               stop_at_eos=data.draw(st.booleans(), label="stop_at_eos"))
     spec = generate_detailed(model, patcher, ids, speculative=data.draw(st.integers(1, 9), label="K"), **kw)
