@@ -100,7 +100,7 @@ def test_caches_stay_bounded(registry, entropy_files):
             tokens = torch.tensor([OFFSET + 97 + t % 3, OFFSET + 32 + t % 2])
     assert gen.encoder.stack.store.capacity == 5 and gen.decoder.stack.store.capacity == 7
     assert len(gen.encoder.history.states) <= 2 * 5 + 1  # cross_window 2 patches of at most max_patch_length 5
-    assert gen.starts.stepper.state.key_pos_BS.shape[1] <= 3  # entropy window 4: 3 cached keys
+    assert gen.starts.stepper.stream.stack.store.capacity == 4  # the entropy model's window: a ring of 4 keys
 
 
 def test_ragged_batch_rows_finish_on_their_own(registry, entropy_files):

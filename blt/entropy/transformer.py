@@ -138,6 +138,12 @@ class TransformerEntropyModel(nn.Module):
             init_layer(layer, factor=(2 * (depth + 1)) ** 0.5)
         trunc_normal_(self.lm_head.weight, self.config.dim**-0.5)
 
+    def fast_stream(self, batch: int):
+        """One token per row per call, for patching during generation (see :mod:`blt.entropy.fast_stream`)."""
+        from blt.entropy.fast_stream import FastEntropyStream
+
+        return FastEntropyStream(self, batch)
+
     def new_state(self, batch: int) -> TransformerStreamState:
         return TransformerStreamState(batch, len(self.layers), self.config.window, self.embed_tokens.weight.device)
 

@@ -136,6 +136,7 @@ class CachedGenerator:
     def commit(self) -> None:
         self.encoder.commit()
         self.decoder.commit()
+        self.starts.commit()
 
 
 @attrs.define(eq=False)

@@ -32,9 +32,9 @@ class LocalStack:
         self.window, self.block_documents = window, block_documents
         self.store = local_store(list(layers), batch, window, total, like)
         self.fast = [FastLayer(layer) for layer in layers]
-        head_dim = layers[0].self_attn.head_dim
-        # every position's RoPE tables, computed once
-        self.cos_TD, self.sin_TD = rope_angles(torch.arange(max(total, 1), device=like.device), head_dim, rope_theta)
+        self.head_dim, self.rope_theta = layers[0].self_attn.head_dim, rope_theta
+        # every position's RoPE tables, computed once (extended if a stream runs past ``total``)
+        self.cos_TD, self.sin_TD = rope_angles(torch.arange(max(total, 1), device=like.device), self.head_dim, rope_theta)
         self.journal: list[tuple] | None = None  # (slot, keys, values, doc ids) saved before each overwrite
         # The generator makes a new document-id tensor only when some row passes an EOS, so while
         # every filled slot was written with the current tensor, all of them hold the current
@@ -70,6 +70,9 @@ class LocalStack:
                 self.seen_doc_B, self.same_doc_from = doc_B, t
             if t - self.used + 1 < self.same_doc_from:  # a slot was written before the last document change
                 self.mask = (store.doc_BC[:, : self.used] == doc_B[:, None])[:, None, None, :]
+        if t >= self.cos_TD.shape[0]:
+            self.cos_TD, self.sin_TD = rope_angles(torch.arange(2 * t + 1, device=self.cos_TD.device), self.head_dim,
+                                                   self.rope_theta)
         self.cos, self.sin = self.cos_TD[t], self.sin_TD[t]
 
     def layer(self, i: int, h_BD: torch.Tensor) -> torch.Tensor:

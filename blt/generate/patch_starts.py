@@ -128,6 +128,12 @@ class PatchStarts:
         else:
             self.stepper = copy.deepcopy(stepper, shared_modules(stepper))
 
+    def commit(self) -> None:
+        """Marks taken so far will not be restored (a stepper with ``commit`` frees what they hold)."""
+        own = getattr(self.stepper, "commit", None)
+        if callable(own):
+            own()
+
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         """Consume position t's tokens; -> bool ``[B]``, position ``t + 1`` starts a patch."""
         return torch.tensor(self.step_list(tokens_B, tokens_B.tolist(), t), dtype=torch.bool, device=self.device)
