@@ -15,6 +15,10 @@ backend (``eager`` for FLOPs, which computes every masked pair as ``FlopCounterM
 - ``cached_step``: ``generate_detailed(cache=True)`` gives the logits of ``cache=False`` at every
   step. A component without a step passes with a note when cached generation refuses it with
   ``UnavailableError`` saying so (``--no-cache`` still works); a step that disagrees fails;
+- ``speculative_step``: greedy ``generate_detailed(speculative=3)`` gives the bytes of plain cached
+  generation, with its logits (drafts are rewound through the step's ``snapshot``/``restore``;
+  a step without them passes with a note when speculative decoding refuses it saying so; one that
+  inherits them but keeps state of its own that they miss fails here);
 - ``flops``: ``module.flops(n_bytes, n_patches, attention="dense")`` is within 2% of what
   ``torch.utils.flop_counter.FlopCounterMode`` counts for the module's own forward;
 - ``gradients``: every parameter of the component gets a finite gradient from the loss.
@@ -204,6 +208,41 @@ def check_cached_step(subject: ComponentSubject) -> ContractResult:
                           f"({', '.join(p['kind'] for p in PATCHERS)} patchers)")
 
 
+def check_speculative_step(subject: ComponentSubject) -> ContractResult:
+    from blt.generate.api import generate_detailed
+    from blt.generate.steps import step_problem
+
+    model = subject.model()
+    if step_problem(getattr(model, subject.role), subject.role) is not None:
+        return ContractResult("speculative_step", True, "no incremental step: speculative decoding needs one (see cached_step)")
+    prompts = [list(p) if isinstance(p, tuple) else p for p in PROMPTS]
+    checked = 0
+    for patcher in subject.patchers():
+        kind = patcher.config.kind
+        run = dict(max_new_bytes=16, stop_at_eos=False, keep_logits=True)
+        plain = generate_detailed(model, patcher, prompts, **run)
+        try:
+            spec = generate_detailed(model, patcher, prompts, speculative=3, **run)
+        except UnavailableError as exc:
+            if "rewinds rejected drafts" in str(exc):
+                return ContractResult("speculative_step", True, f"speculative decoding refuses it: {exc}")
+            return ContractResult("speculative_step", False, f"speculative decoding refused ({kind} patcher): {exc}")
+        except Exception as exc:
+            return ContractResult("speculative_step", False, f"speculative generation failed ({kind} patcher): {type(exc).__name__}: {exc}")
+        for row, (want, got) in enumerate(zip(plain.logits, spec.logits)):
+            if plain.new_tokens[row] != spec.new_tokens[row]:
+                return ContractResult("speculative_step", False, f"prompt {PROMPTS[row]!r} ({kind} patcher): speculative "
+                                      f"bytes {spec.new_tokens[row]} differ from plain cached {plain.new_tokens[row]}; a "
+                                      "step's snapshot()/restore() must cover all of its state")
+            for step in range(len(want)):
+                found = logits_mismatch(got[step], want[step], f"prompt {PROMPTS[row]!r}, new byte {step} ({kind} patcher)")
+                if found is not None:
+                    return ContractResult("speculative_step", False, f"speculative logits disagree with plain cached: {found}")
+            checked += len(want)
+    return ContractResult("speculative_step", True, f"speculative=3 gives plain cached generation's bytes and logits at all "
+                          f"{checked} steps ({', '.join(p['kind'] for p in PATCHERS)} patchers)")
+
+
 def check_flops(subject: ComponentSubject) -> ContractResult:
     model = subject.model("eager", torch.float32)
     module = subject.module(model)
@@ -257,6 +296,7 @@ SEARCHED: dict[str, tuple[str, Callable[[ComponentSubject, Any], str | None], Ca
 }
 CHECKS: dict[str, Callable[[ComponentSubject], ContractResult]] = {
     "cached_step": check_cached_step,
+    "speculative_step": check_speculative_step,
     "flops": check_flops,
     "gradients": check_gradients,
 }
