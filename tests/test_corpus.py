@@ -278,7 +278,7 @@ def test_doc_candidates_drop_blocks_shared_with_english(build_corpus, tmp_path) 
 
 
 def test_doc_candidates_cut_pages_into_chunks(build_corpus, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(build_corpus, "DOC_CHUNK_BYTES", 20)
+    monkeypatch.setattr("corpus.debian_docs.DOC_CHUNK_BYTES", 20)  # read where doc_candidates lives
     (tmp_path / "fr").mkdir()
     paragraphs = [f"Paragraphe numéro {i}." for i in range(5)]
     (tmp_path / "fr" / "p.html").write_text("<body>" + "".join(f"<p>{t}</p>" for t in paragraphs) + "</body>",

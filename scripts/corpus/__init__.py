@@ -1,0 +1,1 @@
+"""The pieces of scripts/build_corpus.py: one module per source, the HTML text extraction, and the output."""
