@@ -161,3 +161,23 @@ def test_stepper_without_rewind_is_deep_copied(registry, entropy_files, monkeypa
     monkeypatch.delattr(EntropyStarts, "snapshot")
     monkeypatch.delattr(EntropyStarts, "restore")
     assert generate_detailed(model, patcher, [as_ids(list(b"ab cd"))], speculative=5, **kw).new_tokens == plain.new_tokens
+
+
+@pytest.mark.parametrize("decoder", ["cross_attention", "add"])
+def test_decoder_without_batched_verification_steps_through_the_draft(registry, entropy_files, monkeypatch, decoder):
+    """A decoder step without reserve()/verify() (a plugin's) is rewound and re-decodes the draft
+    one position at a time: the same bytes and logits as the one-pass verification."""
+    from blt.plugins.decoders.add import AddDecoderStep
+    from blt.plugins.decoders.cross_attention import CrossAttentionDecoderStep
+
+    model, patcher = get_model(registry, "cross_attention", decoder), get_patcher(registry, "space_max2", entropy_files)
+    kw = dict(max_new_bytes=30, stop_at_eos=False, keep_logits=True, speculative=5)
+    ids = [as_ids(list(b"ab cd. ab"))]
+    batched = generate_detailed(model, patcher, ids, **kw)
+    step = {"cross_attention": CrossAttentionDecoderStep, "add": AddDecoderStep}[decoder]
+    monkeypatch.delattr(step, "verify")
+    stepwise = generate_detailed(model, patcher, ids, **kw)
+    assert stepwise.new_tokens == batched.new_tokens
+    for a, b in zip(stepwise.logits, batched.logits):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+    assert stepwise.speculation == batched.speculation

@@ -121,6 +121,14 @@ class CachedGenerator:
         h_B1D = self.decoder.step(position.bytes_B1D, position.t, self.read_B, position.doc_B)
         return self.model.lm_head(h_B1D[:, 0]).float()  # the module (its hooks run)
 
+    def verify(self, positions: list[Position], pushes: list, reads: list[int]) -> torch.Tensor:
+        """The decoder's verification block over ``positions`` (batch 1; see the decoders'
+        ``verify``) -> logits ``[M, 260]``."""
+        bytes_M1D = torch.cat([p.bytes_B1D for p in positions])
+        doc_M = torch.cat([p.doc_B for p in positions])
+        h_M1D = self.decoder.verify(bytes_M1D, positions[0].t, doc_M, pushes, reads)
+        return self.model.lm_head(h_M1D[:, 0]).float()
+
     # --- rewinding (speculative decoding, one row) ----------------------------------------------
     def snapshot(self) -> tuple:
         """The encoder, the patcher and the counters after the last :meth:`advance` (the decoder

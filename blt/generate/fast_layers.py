@@ -133,17 +133,17 @@ class FastLayer:
         return self.finish(x_BD, o.view(B, H * hd))
 
     def queries(self, x_MD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_BHCD: torch.Tensor,
-                v_BHCD: torch.Tensor, row: int, first: int, used: int, mask: torch.Tensor | None) -> torch.Tensor:
-        """``M`` consecutive positions of one cache row at once -> ``[M, D]``: their keys/values go
-        to slots ``first .. first + M - 1`` of row ``row``, and the queries, as one sequence, read
-        slots ``[0, used)`` where ``mask`` ``[1, 1, M, used]`` allows (the row's cache is read
-        once, not once per query). ``cos``/``sin``: ``[M, 1, hd]``."""
+                v_BHCD: torch.Tensor, row: int, slots_M: torch.Tensor, used: int, mask: torch.Tensor | None) -> torch.Tensor:
+        """``M`` positions of one cache row at once -> ``[M, D]``: their keys/values go to slots
+        ``slots_M`` of row ``row``, and the queries, as one sequence, read slots ``[0, used)``
+        where ``mask`` ``[1, 1, M, used]`` allows (the row's cache is read once, not once per
+        query). ``cos``/``sin``: ``[M, 1, hd]``."""
         M = x_MD.shape[0]
         H, Hk, hd = self.heads, self.kv_heads, self.head_dim
         qk, v = self.project(x_MD, cos, sin)
         k_1HCD, v_1HCD = k_BHCD.narrow(0, row, 1), v_BHCD.narrow(0, row, 1)
-        k_1HCD[0, :, first : first + M] = qk[:, H:].transpose(0, 1)
-        v_1HCD[0, :, first : first + M] = v.transpose(0, 1)
+        k_1HCD[0].index_copy_(1, slots_M, qk[:, H:].transpose(0, 1))
+        v_1HCD[0].index_copy_(1, slots_M, v.transpose(0, 1))
         q_1HMD = qk[:, :H].transpose(0, 1).unsqueeze(0)
         o = F.scaled_dot_product_attention(q_1HMD, k_1HCD.narrow(2, 0, used), v_1HCD.narrow(2, 0, used),
                                            attn_mask=mask, enable_gqa=H != Hk)

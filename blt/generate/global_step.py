@@ -93,7 +93,7 @@ class GlobalStep:
         mask = allowed_MK[None, None]
         cos, sin = self.cos_PD[n:used, None], self.sin_PD[n:used, None]
         for i, fast in enumerate(self.fast):
-            h_MD = fast.queries(h_MD, cos, sin, store.k[i], store.v[i], b, n, used, mask)
+            h_MD = fast.queries(h_MD, cos, sin, store.k[i], store.v[i], b, slots_M, used, mask)
         self.pending = (b, n, int(self.doc_B[b]), list(has_eos))
         return h_MD[:, None]
 

@@ -41,6 +41,30 @@ class LocalStack:
         # documents and the document mask is all true: no mask is built.
         self.seen_doc_B: torch.Tensor | None = None
         self.same_doc_from = 0  # first position written with seen_doc_B
+        self.last_t = -1  # the latest position stepped
+        self.pos_C: torch.Tensor | None = None  # after reserve(): the position each slot holds
+
+    def reserve(self, extra: int) -> None:
+        """Room for ``extra`` positions past the window, and slots that know their positions
+        (speculative decoding: drafted positions are written again by the verification block, and
+        must not evict keys a later query still needs). From then on every step masks by position
+        (``t - window < pos <= t``), so positions written after a rewind point are ignored until
+        they are written again. Call between steps; growing keeps every live slot."""
+        store, C = self.store, self.store.capacity
+        grow = self.window is not None and C >= self.window and C < self.window + extra
+        if self.pos_C is not None and not grow:
+            return
+        new_C = self.window + extra if grow else C
+        positions = torch.arange(max(0, self.last_t - C + 1), self.last_t + 1, device=store.k.device)
+        pos_C = torch.full((new_C,), -(2**62), dtype=torch.long, device=store.k.device)
+        if grow:
+            old, new = positions % C, positions % new_C
+            k = store.k.new_zeros(store.k.shape[:3] + (new_C,) + store.k.shape[4:])
+            v, doc = torch.zeros_like(k), store.doc_BC.new_zeros(store.doc_BC.shape[0], new_C)
+            k[:, :, :, new], v[:, :, :, new], doc[:, new] = store.k[:, :, :, old], store.v[:, :, :, old], store.doc_BC[:, old]
+            store.k, store.v, store.doc_BC, store.capacity = k, v, doc, new_C
+        pos_C[positions % new_C] = positions
+        self.pos_C = pos_C
 
     def snapshot(self) -> tuple:
         if self.journal is None:
@@ -51,8 +75,10 @@ class LocalStack:
         store = self.store
         mark, self.seen_doc_B, self.same_doc_from = mark
         while len(self.journal) > mark:
-            slot, k, v, doc = self.journal.pop()
+            slot, k, v, doc, pos = self.journal.pop()
             store.k[:, :, :, slot], store.v[:, :, :, slot], store.doc_BC[:, slot] = k, v, doc
+            if pos is not None:
+                self.pos_C[slot] = pos
 
     def commit(self) -> None:
         self.journal = None
@@ -60,9 +86,11 @@ class LocalStack:
     def begin(self, t: int, doc_B: torch.Tensor) -> None:
         store, C = self.store, self.store.capacity
         self.slot, self.used = t % C, min(C, t + 1)
+        self.last_t = t
         if self.journal is not None:
             s = self.slot
-            self.journal.append((s, store.k[:, :, :, s].clone(), store.v[:, :, :, s].clone(), store.doc_BC[:, s].clone()))
+            self.journal.append((s, store.k[:, :, :, s].clone(), store.v[:, :, :, s].clone(), store.doc_BC[:, s].clone(),
+                                 None if self.pos_C is None else self.pos_C[s].clone()))
         self.mask = None
         if self.block_documents:  # one document otherwise: attention crosses EOS, as the config asks
             store.doc_BC.select(1, self.slot).copy_(doc_B)
@@ -70,10 +98,42 @@ class LocalStack:
                 self.seen_doc_B, self.same_doc_from = doc_B, t
             if t - self.used + 1 < self.same_doc_from:  # a slot was written before the last document change
                 self.mask = (store.doc_BC[:, : self.used] == doc_B[:, None])[:, None, None, :]
+        if self.pos_C is not None:  # reserved: slots may hold positions outside the window or after t
+            self.pos_C[self.slot] = t
+            pos = self.pos_C[: self.used]
+            live = ((pos <= t) & (pos > t - self.window if self.window is not None else pos >= 0))[None, None, None, :]
+            self.mask = live if self.mask is None else self.mask & live
         if t >= self.cos_TD.shape[0]:
             self.cos_TD, self.sin_TD = rope_angles(torch.arange(2 * t + 1, device=self.cos_TD.device), self.head_dim,
                                                    self.rope_theta)
         self.cos, self.sin = self.cos_TD[t], self.sin_TD[t]
+
+    def begin_block(self, t0: int, doc_M: torch.Tensor) -> None:
+        """Positions ``t0 .. t0 + M - 1`` of one row (batch 1) at once, after :meth:`reserve`: their
+        keys go to their slots and query i sees the live slots up to position ``t0 + i``, as
+        :meth:`begin` at that position would, with the earlier block positions' keys among them."""
+        store, C, M = self.store, self.store.capacity, doc_M.shape[0]
+        positions_M = torch.arange(t0, t0 + M, device=doc_M.device)
+        self.block_slots = positions_M % C
+        self.pos_C[self.block_slots] = positions_M
+        store.doc_BC[0, self.block_slots] = doc_M
+        self.used = min(C, t0 + M)
+        pos = self.pos_C[: self.used][None, :]
+        q = positions_M[:, None]
+        live = (pos <= q) & (pos > q - self.window if self.window is not None else pos >= 0)
+        if self.block_documents:
+            live = live & (store.doc_BC[0, : self.used][None, :] == doc_M[:, None])
+        self.block_mask = live[None, None]
+        self.last_t = t0 + M - 1
+        if t0 + M > self.cos_TD.shape[0]:
+            self.cos_TD, self.sin_TD = rope_angles(torch.arange(2 * (t0 + M), device=self.cos_TD.device), self.head_dim,
+                                                   self.rope_theta)
+        self.block_cos, self.block_sin = self.cos_TD[t0 : t0 + M, None], self.sin_TD[t0 : t0 + M, None]
+
+    def layer_block(self, i: int, h_MD: torch.Tensor) -> torch.Tensor:
+        """Layer ``i`` for the positions of :meth:`begin_block`, ``[M, D]`` -> ``[M, D]``."""
+        return self.fast[i].queries(h_MD, self.block_cos, self.block_sin, self.store.k[i], self.store.v[i], 0,
+                                    self.block_slots, self.used, self.block_mask)
 
     def layer(self, i: int, h_BD: torch.Tensor) -> torch.Tensor:
         """``[B, D]`` -> ``[B, D]``; a ``[B, 1, D]`` input (the form plugin steps written against

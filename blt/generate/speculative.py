@@ -108,6 +108,12 @@ class RowSpeculation:
         self.params = rows.sampler.params
         self.rng = rows.sampler.generators[row]
         self.stats = SpeculationStats()
+        # A decoder step with reserve()/verify() re-decodes a round's positions in one pass; any
+        # other is rewound and re-decodes them one at a time (the same logits).
+        decoder = gen.decoder
+        self.batched = callable(getattr(decoder, "reserve", None)) and callable(getattr(decoder, "verify", None))
+        if self.batched:
+            decoder.reserve(lookahead)
 
     def ids(self, token: int) -> torch.Tensor:
         return torch.tensor([token], dtype=torch.long, device=self.device)
@@ -131,7 +137,7 @@ class RowSpeculation:
         """Draft from ``first`` (a position whose patch closes), verify, rewind; -> the next token to feed."""
         gen, rows, b = self.gen, self.rows, self.row
         k = min(self.lookahead, rows.remaining(b))
-        decoder_mark = gen.decoder.snapshot()
+        decoder_mark = None if self.batched else gen.decoder.snapshot()
         positions, marks = [first], [gen.snapshot()]
         drafts: list[int] = []
         draft_probs: list[torch.Tensor | None] = []
@@ -143,12 +149,50 @@ class RowSpeculation:
                 break
             positions.append(gen.advance(self.ids(token)))
             marks.append(gen.snapshot())
-        gen.decoder.restore(decoder_mark)
-        closing = [p for p in positions if p.closing]
-        states_M1G = gen.glob.close_row(0, torch.cat([p.vectors for p in closing]), [p.has_eos[0] for p in closing])
+        closing = [(i, p) for i, p in enumerate(positions) if p.closing]
+        states_M1G = gen.glob.close_row(0, torch.cat([p.vectors for _, p in closing]), [p.has_eos[0] for _, p in closing])
         self.stats.rounds += 1
         self.stats.global_calls += 1
         self.stats.drafted += len(drafts)
+        if self.batched:
+            last = self.verify_block(positions, closing, states_M1G, drafts, draft_probs)
+        else:
+            gen.decoder.restore(decoder_mark)
+            last = self.verify_stepwise(positions, states_M1G, drafts, draft_probs)
+        if last < len(positions) - 1:
+            gen.restore(marks[last])
+        gen.commit()
+        return self.next_token
+
+    def verify_block(self, positions: list, closing: list, states_M1G: torch.Tensor, drafts: list[int],
+                     draft_probs: list) -> int:
+        """All drafted positions through the decoder in one pass, then the rule position by
+        position; the kept patches are pushed into the decoder. -> the last kept position."""
+        gen, rows, b = self.gen, self.rows, self.row
+        base = gen.glob.counts[0]  # patches the row had closed before this round
+        pushes = [(i, int(p.pid_B[0]), states_M1G[q : q + 1]) for q, (i, p) in enumerate(closing)]
+        reads, closed = [], base - 1
+        for i in range(len(positions)):
+            closed += sum(1 for j, _, _ in pushes if j == i)
+            reads.append(closed)
+        logits_MV = gen.verify(positions, pushes, reads)
+        for i in range(len(positions)):
+            self.next_token, kept = self.check(logits_MV[i], drafts[i], draft_probs[i])
+            rows.put(b, logits_MV[i], self.next_token)
+            self.stats.accepted += kept
+            if not kept or rows.done[b] or i == len(positions) - 1:
+                break
+        for q, (j, position) in enumerate(closing):
+            if j > i:
+                break
+            gen.glob.keep(q + 1)
+            gen.push(position, states_M1G[q : q + 1])
+        return i
+
+    def verify_stepwise(self, positions: list, states_M1G: torch.Tensor, drafts: list[int], draft_probs: list) -> int:
+        """The drafted positions through the decoder one at a time (a decoder step without
+        ``verify``), pushing each kept patch before the position that reads it."""
+        gen, rows, b = self.gen, self.rows, self.row
         pushed = 0
         for i, position in enumerate(positions):
             if position.closing:
@@ -156,15 +200,12 @@ class RowSpeculation:
                 gen.glob.keep(pushed)
                 gen.push(position, states_M1G[pushed - 1 : pushed])
             logits_V = gen.decode(position)[0]
-            token, kept = self.check(logits_V, drafts[i], draft_probs[i])
-            rows.put(b, logits_V, token)
+            self.next_token, kept = self.check(logits_V, drafts[i], draft_probs[i])
+            rows.put(b, logits_V, self.next_token)
             self.stats.accepted += kept
             if not kept or rows.done[b] or i == len(positions) - 1:
                 break
-        if i < len(positions) - 1:
-            gen.restore(marks[i])
-        gen.commit()
-        return token
+        return i
 
     def draw(self, logits_V: torch.Tensor) -> tuple[int, torch.Tensor | None]:
         """A draft byte from the draft logits (and its sampling distribution q when sampling)."""

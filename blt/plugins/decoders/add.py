@@ -92,6 +92,27 @@ class AddDecoderStep:
     def commit(self) -> None:
         self.stack.commit()
 
+    def reserve(self, extra: int) -> None:
+        """Room for speculative decoding's verification blocks (:meth:`LocalStack.reserve`)."""
+        self.stack.reserve(extra)
+
+    def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int]) -> torch.Tensor:
+        """Speculative decoding's verification, batch 1 (see the cross-attention decoder's
+        ``verify``): position i adds the last global state pushed at or before it."""
+        proj = self.decoder.patch_embedding_projection
+        latest, per, j = self.latest_B1D[:1], [], 0
+        for i in range(bytes_M1D.shape[0]):
+            while j < len(pushes) and pushes[j][0] <= i:
+                state = pushes[j][2]
+                latest = proj(state) if proj is not None else state
+                j += 1
+            per.append(latest)
+        h_MD = (bytes_M1D + torch.cat(per, dim=0))[:, 0]
+        self.stack.begin_block(t0, doc_M)
+        for i in range(len(self.decoder.layers)):
+            h_MD = self.stack.layer_block(i, h_MD)
+        return norm(h_MD, self.decoder.norm)[:, None]
+
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         self.stack.begin(t, doc_B)
         h_BD = (bytes_B1D + self.latest_B1D)[:, 0]

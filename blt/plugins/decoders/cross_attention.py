@@ -120,9 +120,10 @@ class CrossAttentionDecoderStep:
         self.cross_kv = [cross.keys(self.ring_BSD) for cross in self.fast_cross]
         # Byte t reads patches read - W + 1 .. read, its row's last W closed patches: exactly the
         # filled ring slots (every row has closed patch 0, BOS, before its first byte is decoded).
-        # Once every slot is filled it stays so, and no mask is needed.
+        # Once every slot is filled it stays so, and no mask is needed. (Each slot's patch id is
+        # kept for verify.)
+        self.ring_pos_BS.view(-1).index_copy_(0, flat_CK.view(-1), pid_C[:, None].expand_as(flat_CK).reshape(-1))
         if not self.all_filled:
-            self.ring_pos_BS.view(-1).index_copy_(0, flat_CK.view(-1), pid_C[:, None].expand_as(flat_CK).reshape(-1))
             filled_BS = self.ring_pos_BS != EMPTY
             self.all_filled = bool(filled_BS.all())
             self.cross_mask = None if self.all_filled else filled_BS[:, None, None, :]
@@ -141,6 +142,43 @@ class CrossAttentionDecoderStep:
 
     def commit(self) -> None:
         self.stack.commit()
+
+    def reserve(self, extra: int) -> None:
+        """Room for speculative decoding's verification blocks (:meth:`LocalStack.reserve`)."""
+        self.stack.reserve(extra)
+
+    def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int]) -> torch.Tensor:
+        """Speculative decoding's verification, batch 1: positions ``t0 .. t0 + M - 1`` in one pass
+        -> normed decoder states ``[M, 1, d]``. ``pushes``: ``(position index, patch id, global
+        state [1, 1, d_global])`` of the patches closing from t0 on, each pushed before the position
+        it names; ``reads[i]``: the last patch position i reads. The cross-attention keys are the
+        ring's slots and the pushed patches' slots, and query i is masked to patches
+        ``reads[i] - W + 1 .. reads[i]``, what the ring holds at that position when stepping. The
+        ring is left as it is: the caller pushes the patches it keeps."""
+        M, W = bytes_M1D.shape[0], self.window
+        ids_S = self.ring_pos_BS[0]  # the patch id of each ring slot (EMPTY: none yet)
+        new_1SD = None
+        if pushes:
+            states_1MG = torch.cat([state for _, _, state in pushes], dim=1)
+            new_1SD = to_slots(self.decoder.patch_embedding_projection(states_1MG), self.k)
+            pids = torch.tensor([pid for _, pid, _ in pushes], dtype=torch.long, device=ids_S.device)
+            ids_S = torch.cat([ids_S, pids.repeat_interleave(self.k)])
+        reads_M1 = torch.tensor(reads, dtype=torch.long, device=ids_S.device)[:, None]
+        mask = ((ids_S[None] <= reads_M1) & (ids_S[None] > reads_M1 - W))[None, None]
+        keys = []
+        for i, cross in enumerate(self.fast_cross):
+            k, v = self.cross_kv[i]
+            if new_1SD is not None:
+                k_new, v_new = cross.keys(new_1SD)
+                k, v = torch.cat([k, k_new], dim=2), torch.cat([v, v_new], dim=2)
+            keys.append((k, v))
+        self.stack.begin_block(t0, doc_M)
+        h_1MD = bytes_M1D.view(1, M, -1)
+        for i in range(len(self.decoder.layers)):
+            if i < len(self.fast_cross):  # the reference's double residual, as in step
+                h_1MD = h_1MD + self.fast_cross[i](h_1MD, *keys[i], mask)
+            h_1MD = self.stack.layer_block(i, h_1MD.view(M, -1)).view(1, M, -1)
+        return norm(h_1MD[0], self.decoder.norm)[:, None]
 
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         """Encoder state of byte t ``[B, 1, d]``, patch it reads -> normed decoder state ``[B, 1, d]``."""
