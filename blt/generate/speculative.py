@@ -9,9 +9,11 @@ position t0 (and the next byte is not a prompt byte) the global call is deferred
    and so on for up to K bytes; further patches closing inside the draft get their vectors from
    the encoder as usual (they depend on bytes only) and join the pending list;
 2. **verify**: one call of the global stack runs every pending patch
-   (:meth:`GlobalStep.close_row`, causal over them); the decoder is rewound to t0 and decodes t0,
-   t0 + 1, ... again with the right global states pushed in order, each the exact logits plain
-   cached generation computes there;
+   (:meth:`GlobalStep.close_row`, causal over them as one query sequence); then one pass of the
+   decoder re-decodes t0, t0 + 1, ... with the right global states (its ``verify``: each position
+   sees the patches closed before it, as stepping would), the logits plain cached generation
+   computes there. A decoder step without ``reserve``/``verify`` is rewound to t0 and steps
+   through the positions instead (the same logits, one call each);
 3. **accept**: greedy keeps a draft byte iff it is the argmax of the exact logits; sampling keeps
    draft byte d drawn from q with probability ``min(1, p(d) / q(d))`` and on rejection draws from
    ``max(p - q, 0)`` renormalised (Leviathan et al., 2023, "Fast Inference from Transformers via
