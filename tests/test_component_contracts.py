@@ -237,3 +237,21 @@ def test_plugin_fixture_checks_any_family(pytester, monkeypatch):
     pytester.makepyfile(test_fixture="def test_it(blt_check_plugin):\n    blt_check_plugin('attention', 'sdpa', max_examples=2)\n"
                                      "    blt_check_plugin(None, 'add', max_examples=2)\n")
     pytester.runpytest(*_plugin_args()).assert_outcomes(passed=1)
+
+
+def test_speculative_contract_fails_when_a_rewind_misses_state(monkeypatch):
+    """An encoder step whose restore() leaves part of its state as drafting left it (here: the
+    byte-state history) gives other bytes under speculative decoding; the contract says so."""
+    from blt.generate.encoder_step import EncoderStep
+    from blt.plugins.encoders.pooling import PoolingEncoderStep
+
+    def leaky_restore(self, mark):
+        drafted = self.history.snapshot()
+        EncoderStep.restore(self, mark)
+        self.history.restore(drafted)  # the bug: rejected drafts' byte states stay
+
+    [ok] = run_encoder_contracts("pooling", only=["speculative_step"])
+    assert ok.passed, ok.detail
+    monkeypatch.setattr(PoolingEncoderStep, "restore", leaky_restore)
+    [result] = run_encoder_contracts("pooling", only=["speculative_step"])
+    assert not result.passed and ("must cover all of its state" in result.detail or "disagree" in result.detail), result.detail
