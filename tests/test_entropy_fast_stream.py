@@ -60,3 +60,19 @@ def test_fast_stream_rewinds():
         stream.commit()
     for a, b in zip(first, again):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_cnn_fast_stream_equals_the_forward():
+    """The CNN's table stream gives the forward's logits, an EOS hiding the token before the next."""
+    from blt.entropy import CNNEntropyConfig, CNNEntropyModel
+
+    torch.manual_seed(0)
+    model = CNNEntropyModel(CNNEntropyConfig(dim=16, hidden=32, mlp_layers=3)).double().eval()
+    g = torch.Generator().manual_seed(2)
+    rows = [[BOS_ID] + [OFFSET + int(x) for x in torch.randint(97, 101, (20,), generator=g)] for _ in range(2)]
+    rows[0][7] = EOS_ID
+    with torch.inference_mode():
+        stream = model.fast_stream(2)
+        got = torch.stack([stream.step(torch.tensor([r[t] for r in rows])) for t in range(len(rows[0]))], dim=1)
+        want = model(torch.tensor(rows))
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)

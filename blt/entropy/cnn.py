@@ -60,6 +60,11 @@ class CNNEntropyModel(nn.Module):
         """Tokens of left context a prediction may use (itself included)."""
         return KERNEL
 
+    def fast_stream(self, batch: int) -> CNNFastStream:
+        """One token per row per call, for patching during generation (tables of each token's
+        part of the convolution, computed from the current weights)."""
+        return CNNFastStream(self, batch)
+
     def new_state(self, batch: int) -> CNNStreamState:
         return CNNStreamState(batch, self.embed_tokens.weight.device)
 
@@ -78,3 +83,31 @@ class CNNEntropyModel(nn.Module):
         if state is not None and T:
             state.prev_token_B1 = tokens_BT[:, -1:]
         return self.lm_head(h_BTH)
+
+
+class CNNFastStream:
+    """The CNN one token at a time: the kernel-2 convolution is ``W0 e(t-1) + W1 e(t) + b``, so
+    each token's two contributions are looked up from ``[260, hidden]`` tables (built once per
+    stream; the EOS row of the previous-token table is zero, as the model hides an EOS before t),
+    then the MLP and head run on ``[B, hidden]``. ``step(tokens_B) -> logits [B, 260]``."""
+
+    def __init__(self, model: CNNEntropyModel, batch: int) -> None:
+        emb, w = model.embed_tokens.weight, model.conv.weight  # [260, D], [H, D, 2]
+        self.model = model
+        self.prev_VH = emb @ w[:, :, 0].T
+        self.prev_VH[EOS_ID] = 0
+        self.cur_VH = emb @ w[:, :, 1].T + model.conv.bias
+        self.prev_B = torch.full((batch,), EOS_ID, dtype=torch.long, device=emb.device)  # like a row start
+
+    def step(self, tokens_B: torch.Tensor) -> torch.Tensor:
+        h_BH = F.gelu(F.embedding(self.prev_B, self.prev_VH) + F.embedding(tokens_B, self.cur_VH))
+        for linear in self.model.mlp:
+            h_BH = h_BH + F.gelu(linear(h_BH))
+        self.prev_B = tokens_B
+        return self.model.lm_head(h_BH)
+
+    def snapshot(self) -> torch.Tensor:
+        return self.prev_B  # replaced at each step, never changed in place
+
+    def restore(self, mark: torch.Tensor) -> None:
+        self.prev_B = mark
