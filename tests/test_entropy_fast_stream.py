@@ -76,3 +76,20 @@ def test_cnn_fast_stream_equals_the_forward():
         got = torch.stack([stream.step(torch.tensor([r[t] for r in rows])) for t in range(len(rows[0]))], dim=1)
         want = model(torch.tensor(rows))
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name, model_class", [("entropy", "TransformerEntropyModel"), ("cnn_entropy", "CNNEntropyModel")])
+def test_models_without_a_fast_stream_patch_through_their_forward(registry, entropy_files, monkeypatch, name, model_class):
+    """An entropy model without fast_stream (a plugin's) steps through its forward and stream state
+    (ModuleStream): cached generation still equals the no-cache oracle, and so does speculative."""
+    import blt.entropy as entropy
+    from blt.generate import generate_detailed
+    from _generate_helpers import as_ids, get_model, get_patcher
+
+    monkeypatch.delattr(getattr(entropy, model_class), "fast_stream")
+    model, patcher = get_model(registry, "cross_attention", "cross_attention"), get_patcher(registry, name, entropy_files)
+    ids = [as_ids(list(b"ab cd. ab") + [-2] + list(b"c d")), as_ids(list(b"a"))]
+    kw = dict(max_new_bytes=20, stop_at_eos=False)
+    oracle = generate_detailed(model, patcher, ids, cache=False, **kw).new_tokens
+    assert generate_detailed(model, patcher, ids, **kw).new_tokens == oracle
+    assert generate_detailed(model, patcher, ids, speculative=4, **kw).new_tokens == oracle

@@ -97,8 +97,37 @@ class EntropyPatcher:
         return finish(starts, self.config.max_patch_length, squeeze, scores=e_BN)
 
 
+class ModuleStream:
+    """Any entropy model one token per row per call: its forward continuing a stream state (the
+    path of a model without ``fast_stream``). After an EOS the finished document's keys are hidden
+    from the next one (documents are patched alone)."""
+
+    def __init__(self, model: torch.nn.Module, batch: int) -> None:
+        self.model, self.state = model, model.new_state(batch)
+
+    def step(self, tokens_B: torch.Tensor) -> torch.Tensor:
+        logits_BV = self.model(tokens_B[:, None], self.state)[:, 0]
+        ended_B = tokens_B == EOS_ID
+        key_pos = getattr(self.state, "key_pos_BS", None)
+        if key_pos is not None and bool(ended_B.any()):
+            key_pos[ended_B] = -(2**40)
+        return logits_BV
+
+    def snapshot(self) -> tuple:
+        """For speculative decoding; a stream state without ``snapshot`` is copied."""
+        own = callable(getattr(self.state, "snapshot", None))
+        return own, self.state.snapshot() if own else copy.deepcopy(self.state)
+
+    def restore(self, mark: tuple) -> None:
+        own, state = mark
+        if own:
+            self.state.restore(state)
+        else:
+            self.state = copy.deepcopy(state)
+
+
 class EntropyStarts:
-    """Runs the patcher's entropy model one byte at a time (its stream state is the cache), then the
+    """Runs the patcher's entropy model one byte at a time (its stream is the cache), then the
     global (``e[t] > θ``) or relative (``e[t] - e[t-1] > θr``) rule, as :meth:`EntropyPatcher.patch`."""
 
     def __init__(self, patcher: EntropyPatcher, batch: int) -> None:
@@ -106,11 +135,11 @@ class EntropyStarts:
         from blt.generate.documents import DocumentClock
 
         self.model = patcher.model
-        # A model may offer a one-token stream for generation (the transformer's runs the cached
-        # generation layers); otherwise its forward continues a stream state.
+        # A model may offer its own one-token stream for generation (the transformer's runs the
+        # cached-generation layers, the CNN's looks up tables); otherwise its forward continues a
+        # stream state. Both hide a finished document from the next.
         fast = getattr(self.model, "fast_stream", None)
-        self.stream = fast(batch) if callable(fast) else None
-        self.state = self.model.new_state(batch) if self.stream is None else None
+        self.stream = fast(batch) if callable(fast) else ModuleStream(self.model, batch)
         self.threshold, self.relative = patcher.threshold, patcher.relative_threshold
         self.entropy = entropy_from_logits
         self.prev_e_B: torch.Tensor | None = None
@@ -118,42 +147,35 @@ class EntropyStarts:
         self.clock = DocumentClock()
 
     def snapshot(self) -> tuple:
-        """For speculative decoding; an entropy model's stream state without ``snapshot`` is copied."""
-        source = self.stream if self.stream is not None else self.state
-        own = callable(getattr(source, "snapshot", None))
-        state = source.snapshot() if own else copy.deepcopy(source)
-        return own, state, self.prev_e_B, self.clock.snapshot()
+        """For speculative decoding; a stream without ``snapshot`` is copied (its modules shared)."""
+        from blt.generate.patch_starts import shared_modules
+
+        own = callable(getattr(self.stream, "snapshot", None))
+        stream = self.stream.snapshot() if own else copy.deepcopy(self.stream, shared_modules(self.stream))
+        return own, stream, self.prev_e_B, self.clock.snapshot()
 
     def restore(self, mark: tuple) -> None:
-        own, state, self.prev_e_B, clock = mark
+        from blt.generate.patch_starts import shared_modules
+
+        own, stream, self.prev_e_B, clock = mark
         if own:
-            (self.stream if self.stream is not None else self.state).restore(state)
-        elif self.stream is not None:
-            self.stream = copy.deepcopy(state)
+            self.stream.restore(stream)
         else:
-            self.state = copy.deepcopy(state)
+            self.stream = copy.deepcopy(stream, shared_modules(stream))
         self.clock.restore(clock)
 
     def commit(self) -> None:
-        """Marks taken so far will not be restored (the fast stream stops saving ring slots)."""
-        if self.stream is not None and callable(getattr(self.stream, "commit", None)):
+        """Marks taken so far will not be restored (a stream with ``commit`` stops saving)."""
+        if callable(getattr(self.stream, "commit", None)):
             self.stream.commit()
 
     def step(self, tokens_B: torch.Tensor, t: int) -> torch.Tensor:
         """Each document is patched alone, as training patches it: the rule restarts after an EOS
         (its first positions start, the relative rule's first difference is within the document)
-        and the model's earlier keys are hidden from the new document."""
-        if self.stream is not None:
-            e_B = self.entropy(self.stream.step(tokens_B.to(self.device))).to(tokens_B.device)
-        else:
-            logits_B1V = self.model(tokens_B.to(self.device)[:, None], self.state)
-            e_B = self.entropy(logits_B1V)[:, 0].to(tokens_B.device)  # e[t]: entropy of the prediction of t + 1
+        and the stream hides the model's earlier keys from the new document."""
+        e_B = self.entropy(self.stream.step(tokens_B.to(self.device))).to(tokens_B.device)  # e[t]: of the prediction of t + 1
         prev, self.prev_e_B = self.prev_e_B, e_B
         p_B = self.clock.local(tokens_B, t) + 1  # position t + 1 within its document
         rule_B = step_start(e_B, prev, t + 1, threshold=self.threshold, relative_threshold=self.relative)
         forced_B = (p_B <= 1) | (tokens_B == EOS_ID) | ((p_B == 2) & (self.relative is not None))
-        ended_B = tokens_B.to(self.device) == EOS_ID
-        key_pos = getattr(self.state, "key_pos_BS", None)  # (the fast stream masks other documents itself)
-        if key_pos is not None and bool(ended_B.any()):  # the next document must not see this one's keys
-            key_pos[ended_B] = -(2**40)
         return rule_B | forced_B

@@ -9,6 +9,8 @@ patches (``patch_block_causal``), else all earlier patches (``patch_causal``). L
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from blt.generate.caches import KVStore
@@ -31,6 +33,7 @@ class GlobalStep:
         self.ones_B = torch.ones(batch, dtype=torch.long, device=like.device)
         self.counts = [0] * batch  # count_B as Python values: the step's shapes and fast paths need no sync
         self.batch = batch
+        self.pending: tuple | None = None  # (row, first patch, documents before, EOS flags) of close_row
 
     def close(self, rows_C: torch.Tensor, patches_C1E: torch.Tensor, has_eos_C: torch.Tensor,
               rows: list[int] | None = None, any_eos: bool = True) -> torch.Tensor:
@@ -84,9 +87,7 @@ class GlobalStep:
         slots_M = torch.arange(n, used, device=device)
         allowed_MK = self.slots_P[:used] <= slots_M[:, None]
         if self.model.block_documents:
-            before = [0]
-            for eos in has_eos[:-1]:
-                before.append(before[-1] + int(eos))
+            before = [0, *itertools.accumulate(int(eos) for eos in has_eos[:-1])]  # EOS-marked patches before each
             doc_M = self.doc_B[b] + torch.tensor(before, dtype=torch.long, device=device)
             store.doc_BC[b, n:used] = doc_M
             allowed_MK = allowed_MK & (store.doc_BC[b, :used] == doc_M[:, None])

@@ -61,6 +61,11 @@ def filter_logits(logits_V: torch.Tensor, params: SamplingParams) -> torch.Tenso
     return scaled
 
 
+def sampling_probs(logits_V: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """The distribution a sampled byte is drawn from: softmax of :func:`filter_logits` (on the CPU)."""
+    return torch.softmax(filter_logits(logits_V.cpu(), params), dim=-1)
+
+
 def row_seed(seed: int, row: int) -> int:
     """The seed of row ``row``'s stream: a 63-bit hash of ``(seed, row)`` (distinct streams per row,
     the same for a given pair in any batch)."""
@@ -85,5 +90,4 @@ class Sampler:
     def choose(self, row: int, logits_V: torch.Tensor) -> int:
         if self.params.greedy:
             return int(torch.argmax(logits_V))
-        probs_V = torch.softmax(filter_logits(logits_V.cpu(), self.params), dim=-1)
-        return int(torch.multinomial(probs_V, 1, generator=self.generators[row]))
+        return int(torch.multinomial(sampling_probs(logits_V, self.params), 1, generator=self.generators[row]))

@@ -42,7 +42,7 @@ import torch
 
 from blt.core.errors import UnavailableError
 from blt.generate.outputs import RowOutputs
-from blt.generate.sampling import filter_logits
+from blt.generate.sampling import sampling_probs
 from blt.generate.steps import component_step
 from blt.tokens import EOS_ID
 
@@ -133,7 +133,7 @@ class RowSpeculation:
                 gen.close(position)
                 self.stats.global_calls += 1
             logits_V = gen.decode(position)[0]
-            token = prompt[position.t + 1] if in_prompt else rows.add(b, logits_V, int(torch.argmax(logits_V)))
+            token = prompt[position.t + 1] if in_prompt else rows.add(b, logits_V)
 
     def round(self, first: Any) -> int:
         """Draft from ``first`` (a position whose patch closes), verify, rewind; -> the next token to feed."""
@@ -157,63 +157,65 @@ class RowSpeculation:
         self.stats.global_calls += 1
         self.stats.drafted += len(drafts)
         if self.batched:
-            last = self.verify_block(positions, closing, states_M1G, drafts, draft_probs)
+            last, token = self.verify_block(positions, closing, states_M1G, drafts, draft_probs)
         else:
             gen.decoder.restore(decoder_mark)
-            last = self.verify_stepwise(positions, states_M1G, drafts, draft_probs)
+            last, token = self.verify_stepwise(positions, states_M1G, drafts, draft_probs)
         if last < len(positions) - 1:
             gen.restore(marks[last])
         gen.commit()
-        return self.next_token
+        return token
+
+    def accept(self, i: int, logits_V: torch.Tensor, drafts: list[int], draft_probs: list, last: int) -> tuple[int, bool]:
+        """Position i's byte from its exact logits, recorded; -> (the byte, whether verification stops here)."""
+        token, kept = self.check(logits_V, drafts[i], draft_probs[i])
+        self.rows.put(self.row, logits_V, token)
+        self.stats.accepted += kept
+        return token, not kept or self.rows.done[self.row] or i == last
 
     def verify_block(self, positions: list, closing: list, states_M1G: torch.Tensor, drafts: list[int],
-                     draft_probs: list) -> int:
+                     draft_probs: list) -> tuple[int, int]:
         """All drafted positions through the decoder in one pass, then the rule position by
-        position; the kept patches are pushed into the decoder. -> the last kept position."""
-        gen, rows, b = self.gen, self.rows, self.row
-        base = gen.glob.counts[0]  # patches the row had closed before this round
+        position; the kept patches are pushed into the decoder. -> (the last kept position, the
+        next token)."""
+        gen = self.gen
         pushes = [(i, int(p.pid_B[0]), states_M1G[q : q + 1]) for q, (i, p) in enumerate(closing)]
-        reads, closed = [], base - 1
-        for i in range(len(positions)):
-            closed += sum(1 for j, _, _ in pushes if j == i)
+        reads, closed = [], gen.glob.counts[0] - 1  # the row's last patch closed before this round
+        for position in positions:
+            closed += bool(position.closing)
             reads.append(closed)
         logits_MV = gen.verify(positions, pushes, reads)
         for i in range(len(positions)):
-            self.next_token, kept = self.check(logits_MV[i], drafts[i], draft_probs[i])
-            rows.put(b, logits_MV[i], self.next_token)
-            self.stats.accepted += kept
-            if not kept or rows.done[b] or i == len(positions) - 1:
+            token, stop = self.accept(i, logits_MV[i], drafts, draft_probs, len(positions) - 1)
+            if stop:
                 break
         for q, (j, position) in enumerate(closing):
             if j > i:
                 break
             gen.glob.keep(q + 1)
             gen.push(position, states_M1G[q : q + 1])
-        return i
+        return i, token
 
-    def verify_stepwise(self, positions: list, states_M1G: torch.Tensor, drafts: list[int], draft_probs: list) -> int:
+    def verify_stepwise(self, positions: list, states_M1G: torch.Tensor, drafts: list[int],
+                        draft_probs: list) -> tuple[int, int]:
         """The drafted positions through the decoder one at a time (a decoder step without
         ``verify``), pushing each kept patch before the position that reads it."""
-        gen, rows, b = self.gen, self.rows, self.row
-        pushed = 0
+        gen, pushed = self.gen, 0
         for i, position in enumerate(positions):
             if position.closing:
                 pushed += 1
                 gen.glob.keep(pushed)
                 gen.push(position, states_M1G[pushed - 1 : pushed])
-            logits_V = gen.decode(position)[0]
-            self.next_token, kept = self.check(logits_V, drafts[i], draft_probs[i])
-            rows.put(b, logits_V, self.next_token)
-            self.stats.accepted += kept
-            if not kept or rows.done[b] or i == len(positions) - 1:
+            token, stop = self.accept(i, gen.decode(position)[0], drafts, draft_probs, len(positions) - 1)
+            if stop:
                 break
-        return i
+        return i, token
 
     def draw(self, logits_V: torch.Tensor) -> tuple[int, torch.Tensor | None]:
         """A draft byte from the draft logits (and its sampling distribution q when sampling)."""
         if self.params.greedy:
             return int(torch.argmax(logits_V)), None
-        q_V = torch.softmax(filter_logits(logits_V.cpu(), self.params), dim=-1)
+        q_V = sampling_probs(logits_V, self.params)
         return int(torch.multinomial(q_V, 1, generator=self.rng)), q_V
 
     def check(self, logits_V: torch.Tensor, draft: int, q_V: torch.Tensor | None) -> tuple[int, bool]:
@@ -221,8 +223,7 @@ class RowSpeculation:
         if q_V is None:
             token = int(torch.argmax(logits_V))
             return token, token == draft
-        p_V = torch.softmax(filter_logits(logits_V.cpu(), self.params), dim=-1)
-        return accept_or_resample(p_V, q_V, draft, self.rng)
+        return accept_or_resample(sampling_probs(logits_V, self.params), q_V, draft, self.rng)
 
 
 def accept_or_resample(p_V: torch.Tensor, q_V: torch.Tensor, draft: int, rng: torch.Generator) -> tuple[int, bool]:
