@@ -23,25 +23,26 @@ class FastEntropyStream:
     """``step(tokens_B) -> logits [B, 260]`` for the next position of each of ``batch`` rows."""
 
     def __init__(self, model: torch.nn.Module, batch: int) -> None:
+        from blt.generate.fast_layers import FastNorm, mm_weight
         from blt.generate.local_stack import LocalStack
 
         cfg, like = model.config, model.embed_tokens.weight
         self.model = model
         self.stack = LocalStack(model.layers, cfg.window, cfg.rope_theta, batch, cfg.window, None, like,
                                 block_documents=True)
+        self.final_norm = FastNorm(model.norm)
+        self.lm_head_DV = mm_weight(model.lm_head.weight)
         self.t = 0
         self.doc = [0] * batch  # EOS tokens strictly before the current position, per row
         self.doc_B = torch.zeros(batch, dtype=torch.long, device=like.device)
 
     def step(self, tokens_B: torch.Tensor) -> torch.Tensor:
-        from blt.generate.fast_layers import norm
-
         model = self.model
         h_BD = F.embedding(tokens_B, model.embed_tokens.weight)
         self.stack.begin(self.t, self.doc_B)
         for i in range(len(model.layers)):
             h_BD = self.stack.layer(i, h_BD)
-        logits_BV = F.linear(norm(h_BD, model.norm), model.lm_head.weight)
+        logits_BV = torch.mm(self.final_norm(h_BD), self.lm_head_DV)
         self.t += 1
         eos = [token == EOS_ID for token in tokens_B.tolist()]
         if any(eos):

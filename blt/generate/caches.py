@@ -39,10 +39,13 @@ class KVStore:
     def __init__(self, layers: int, batch: int, kv_heads: int, head_dim: int, capacity: int,
                  dtype: torch.dtype, device: torch.device) -> None:
         shape = (layers, batch, kv_heads, capacity, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.capacity = capacity
-        self.doc_BC = torch.zeros(batch, capacity, dtype=torch.long, device=device)
+        self.replace(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device),
+                     torch.zeros(batch, capacity, dtype=torch.long, device=device))
+
+    def replace(self, k: torch.Tensor, v: torch.Tensor, doc_BC: torch.Tensor) -> None:
+        """New buffers (a store that grows); ``layers[i]`` is layer i's ``(k, v)``, views made once."""
+        self.k, self.v, self.doc_BC, self.capacity = k, v, doc_BC, k.shape[3]
+        self.layers = list(zip(k.unbind(0), v.unbind(0)))
 
 
 def local_store(layers: list, batch: int, window: int | None, total: int, like: torch.Tensor) -> KVStore:

@@ -23,20 +23,46 @@ from blt.model.hash_embedding import HashNgramEmbedding, prime_powers
 
 class HashRows:
     """The hash n-gram embedding of the newest position only, from its last ``g_max`` ids (what
-    :meth:`HashNgramEmbedding.forward` computes at that position: the same rows, one fused sum)."""
+    :meth:`HashNgramEmbedding.forward` computes at that position: the same rows, summed).
+
+    On the CPU the windows' hashes are one int64 ``mm`` with the ``[g_max, T]`` prime-power matrix
+    (int64 products and sums wrap, as the model's do; CUDA has no integer matmul, so there it is
+    the model's multiply and sum), and the table rows are gathered by one
+    ``index_select`` and summed: fewer calls than ``embedding_bag`` for a single position."""
 
     def __init__(self, hashed: HashNgramEmbedding, device: torch.device) -> None:
         g_max = max(hashed.group_sizes)
         coefficients = [[0] * (g_max - g) + prime_powers(f, g) for f in range(hashed.functions) for g in hashed.group_sizes]
-        self.coefficients_TG = torch.tensor(coefficients, dtype=torch.int64, device=device)
+        self.coefficients_GT = torch.tensor(coefficients, dtype=torch.int64, device=device).t().contiguous()
         self.offsets_T = torch.arange(hashed.num_tables, device=device) * hashed.buckets
         self.hashed = hashed
 
     def __call__(self, recent_BG: torch.Tensor) -> torch.Tensor:
+        weight = self.hashed.weight
         if self.hashed.num_tables == 0:
-            return self.hashed.weight.new_zeros(recent_BG.shape[0], self.hashed.weight.shape[1])
-        rows_BT = torch.remainder((recent_BG[:, None, :] * self.coefficients_TG).sum(-1), self.hashed.buckets) + self.offsets_T
-        return F.embedding_bag(rows_BT, self.hashed.weight, mode="sum")
+            return weight.new_zeros(recent_BG.shape[0], weight.shape[1])
+        if recent_BG.device.type == "cpu":
+            hashed_BT = torch.mm(recent_BG, self.coefficients_GT)
+        else:
+            hashed_BT = (recent_BG[:, :, None] * self.coefficients_GT).sum(1)
+        rows_BT = torch.remainder(hashed_BT, self.hashed.buckets).add_(self.offsets_T)
+        return weight.index_select(0, rows_BT.view(-1)).view(*rows_BT.shape, -1).sum(1)
+
+
+class RecentTokens:
+    """The last ``g`` token ids of every row ``[B, g]`` (zeros before position 0, the model's left
+    padding), as a view of a buffer that holds every position: one write per step, no shifting."""
+
+    def __init__(self, batch: int, g: int, total: int, device: torch.device) -> None:
+        self.g = g
+        self.buffer_BN = torch.zeros(batch, g - 1 + max(total, 1), dtype=torch.long, device=device)
+
+    def push(self, t: int, tokens_B: torch.Tensor) -> torch.Tensor:
+        """Write position ``t``'s tokens; the window ending at t."""
+        if self.g - 1 + t >= self.buffer_BN.shape[1]:  # a stream past ``total``: grow
+            self.buffer_BN = torch.cat([self.buffer_BN, torch.zeros_like(self.buffer_BN)], dim=1)
+        self.buffer_BN.select(1, self.g - 1 + t).copy_(tokens_B)
+        return self.buffer_BN.narrow(1, t, self.g)
 
 
 class EncoderStep:
@@ -53,8 +79,7 @@ class EncoderStep:
         self.stack = LocalStack(encoder.layers, cfg.window, encoder.rope_theta, batch, total, backend, like,
                                 block_documents=cfg.block_documents)
         hashed = encoder.hash_embeddings is not None
-        self.recent_BG = torch.zeros(batch, max(encoder.hash_embeddings.group_sizes) if hashed else 1,
-                                     dtype=torch.long, device=like.device)
+        self.recent = RecentTokens(batch, max(encoder.hash_embeddings.group_sizes) if hashed else 1, total, like.device)
         self.hash_rows = HashRows(encoder.hash_embeddings, like.device) if hashed else None
         self.history = ByteHistory()
         self.prev_pid_B = torch.full((batch,), -1, dtype=torch.long, device=like.device)
@@ -64,10 +89,9 @@ class EncoderStep:
 
     def step(self, tokens_B: torch.Tensor, t: int, pid_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         """Byte t of every row (in patch ``pid_B``) -> its final encoder state ``[B, 1, d]``."""
-        self.recent_BG = torch.cat([self.recent_BG[:, 1:], tokens_B[:, None]], dim=1)
-        h_BD = self.encoder.embed_tokens.weight[tokens_B]
+        h_BD = self.encoder.embed_tokens.weight.index_select(0, tokens_B)
         if self.hash_rows is not None:
-            h_BD = h_BD + self.hash_rows(self.recent_BG)
+            h_BD = h_BD + self.hash_rows(self.recent.push(t, tokens_B))
         self.stack.begin(t, doc_B)
         kept = []
         for i in range(len(self.encoder.layers)):
@@ -90,11 +114,13 @@ class EncoderStep:
         """The state after the last ``step`` (see :meth:`LocalStack.snapshot`): what
         :meth:`restore` needs to continue from here again. Subclasses with state of their own
         extend both."""
-        return (self.stack.snapshot(), self.history.snapshot(), self.recent_BG, self.prev_pid_B,
+        # (the recent-token buffer needs no mark: a window ending at t reads positions <= t only,
+        # and a position after the mark is written again before any window reads it)
+        return (self.stack.snapshot(), self.history.snapshot(), self.prev_pid_B,
                 self.starts_BW.clone(), self.oldest_B, self.oldest)
 
     def restore(self, mark: tuple) -> None:
-        stack, history, self.recent_BG, self.prev_pid_B, starts_BW, self.oldest_B, self.oldest = mark
+        stack, history, self.prev_pid_B, starts_BW, self.oldest_B, self.oldest = mark
         self.stack.restore(stack)
         self.history.restore(history)
         self.starts_BW.copy_(starts_BW)

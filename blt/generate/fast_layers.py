@@ -8,8 +8,9 @@ preallocated cache, with fewer kernel launches and no module-call overhead:
 - the q, k and v projections and RoPE's rotated copies of q and k are one matmul (their weights
   stacked once per generation), and so are SwiGLU's gate and up projections; the global stack,
   whose weights leave the cache between its steps, rotates after a plain q/k/v matmul instead;
-- an RMSNorm followed by a projection is the projection with the norm's weight folded in, scaled
-  by the per-row ``rsqrt(mean(x^2) + eps)`` (the same value, rounded in another order);
+- an RMSNorm followed by a projection is the projection with the norm's weight folded in, divided
+  by the per-row ``sqrt(sum(x^2) + D eps)`` from two calls (the same value, rounded in another
+  order); small weights are kept transposed, so each projection is one plain ``mm``;
 - RoPE is ``y cos + rot(y) sin`` with the tables of the step's position looked up once and
   shared by every layer of a stack;
 - the new key and value are written into the cache slot in place and one ``scaled_dot_product_attention``
@@ -28,44 +29,85 @@ from blt.model.blocks import RMSNorm, TransformerLayer
 from blt.model.cross_attention import CrossAttention
 
 
-def norm(x: torch.Tensor, module: RMSNorm) -> torch.Tensor:
-    if x.dtype in (torch.float32, torch.float64) and module.weight.dtype == x.dtype:
-        return F.rms_norm(x, (x.shape[-1],), module.weight, module.eps)
-    return module(x)
+STAT_DTYPES = (torch.float32, torch.float64)  # dtypes whose norm statistics are computed in their own dtype
 
 
 def rms_scale(x: torch.Tensor, eps: float) -> torch.Tensor:
     """``rsqrt(mean(x^2) + eps)`` per row ``[..., 1]`` (statistics in float32 for half precision)."""
-    x = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    x = x if x.dtype in STAT_DTYPES else x.float()
     return torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True).add_(eps))
 
 
-# rows_linear pads weights of at least this many elements (1 MiB in float32) and input width.
+def rms_denominator(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``sqrt(sum(x^2) + D eps)`` per row ``[..., 1]`` with ``c = sqrt(D eps)``: ``sqrt(D)`` times
+    RMSNorm's ``sqrt(mean(x^2) + eps)``, in two calls (``vector_norm``, ``hypot``) where
+    ``F.rms_norm`` runs about seven on the CPU (9 us against 3 us for one row of 64)."""
+    return torch.hypot(torch.linalg.vector_norm(x, 2, -1, True), c)
+
+
+# Weights up to this many elements are copied transposed (row-major [in, out]): ``mm`` then runs
+# without a transpose (about 1 us less per call at these sizes); larger ones are used as views.
+TRANSPOSE_UP_TO = 1 << 20
+# rows_mm pads weights of at least this many elements (1 MiB in float32) and input width.
 PAD_FROM_ELEMENTS, PAD_FROM_WIDTH = 1 << 18, 512
 
 
-def rows_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``F.linear(x, w)``; on the CPU, 2 or 3 rows times a large weight (input width >= 512) run
-    as 4 rows (zero rows appended, then dropped): MKL's 2-3 row kernels read such a weight slower
-    than its 4-row kernel, so 4 rows cost less than 2 (one thread, fp32, weights streamed from
-    memory, us for 1 / 2 / 3 / 4 rows: [1536, 512] 306 / 499 / 547 / 376, [512, 1536]
-    226 / 349 / 408 / 316, [512, 512] 106 / 152 / 173 / 137; no gain below width 512). This is
-    speculative verification's case (a few patches of one row) and a batch's few closing rows.
-    Rows are independent in a matmul, so the kept rows' values are the same maths."""
+def mm_weight(w_OD: torch.Tensor) -> torch.Tensor:
+    """``w^T`` ``[D, O]`` for :func:`rows_mm`: a contiguous copy for small weights, else a view."""
+    return w_OD.t().contiguous() if w_OD.numel() <= TRANSPOSE_UP_TO else w_OD.t()
+
+
+def rows_mm(x: torch.Tensor, w_DO: torch.Tensor) -> torch.Tensor:
+    """``x @ w_DO`` for ``x`` ``[N, D]``; on the CPU, 2 or 3 rows times a large weight (input width
+    >= 512) run as 4 rows (zero rows appended, then dropped): MKL's 2-3 row kernels read such a
+    weight slower than its 4-row kernel, so 4 rows cost less than 2 (one thread, fp32, weights
+    streamed from memory, us for 1 / 2 / 3 / 4 rows: [1536, 512] 306 / 499 / 547 / 376,
+    [512, 1536] 226 / 349 / 408 / 316, [512, 512] 106 / 152 / 173 / 137; no gain below width
+    512). This is speculative verification's case (a few patches of one row) and a batch's few
+    closing rows. Rows are independent in a matmul, so the kept rows' values are the same maths."""
     n = x.shape[0]
-    if (1 < n < 4 and x.dim() == 2 and w.shape[1] >= PAD_FROM_WIDTH and w.numel() >= PAD_FROM_ELEMENTS
-            and x.device.type == "cpu"):
-        return F.linear(F.pad(x, (0, 0, 0, 4 - n)), w)[:n]
-    return F.linear(x, w)
+    if 1 < n < 4 and w_DO.shape[0] >= PAD_FROM_WIDTH and w_DO.numel() >= PAD_FROM_ELEMENTS and x.device.type == "cpu":
+        return torch.mm(F.pad(x, (0, 0, 0, 4 - n)), w_DO)[:n]
+    return torch.mm(x, w_DO)
 
 
-def normed_linear(x: torch.Tensor, w_folded: torch.Tensor, eps: float) -> torch.Tensor:
-    """``linear(norm(x), W)`` with the norm's weight already folded into ``w_folded``: one fused
-    ``rms_norm`` (no weight) and the matmul for float32/float64, else the matmul scaled by
-    :func:`rms_scale` (statistics in float32, as the model computes them)."""
-    if x.dtype in (torch.float32, torch.float64):
-        return rows_linear(F.rms_norm(x, (x.shape[-1],), None, eps), w_folded)
-    return rows_linear(x, w_folded).mul_(rms_scale(x, eps))
+class NormedProjection:
+    """``linear(norm(x), W)`` for an RMSNorm followed by a projection ``W`` ``[O, D]``.
+
+    ``norm(x) W^T = (x (W diag(g))^T) / rms(x)``: the norm's weight ``g`` is folded into the
+    projection and the per-row statistic divides the projection's output (the same value,
+    rounded in another order). float32/float64: ``W diag(g) sqrt(D)`` divided by
+    :func:`rms_denominator`; other dtypes: ``W diag(g)`` times :func:`rms_scale` (statistics in
+    float32, as the model computes them)."""
+
+    def __init__(self, norm: RMSNorm, w_OD: torch.Tensor) -> None:
+        D = w_OD.shape[1]
+        self.eps, self.own_stats = norm.eps, w_OD.dtype in STAT_DTYPES
+        folded = w_OD * norm.weight
+        self.w_DO = mm_weight(folded * D**0.5 if self.own_stats else folded)
+        self.c = torch.tensor((D * norm.eps) ** 0.5, dtype=w_OD.dtype if self.own_stats else torch.float32,
+                              device=w_OD.device)
+
+    def __call__(self, x_ND: torch.Tensor) -> torch.Tensor:
+        if self.own_stats:
+            return rows_mm(x_ND, self.w_DO).div_(rms_denominator(x_ND, self.c))
+        return rows_mm(x_ND, self.w_DO).mul_(rms_scale(x_ND, self.eps))
+
+
+class FastNorm:
+    """An :class:`RMSNorm` on its own: ``x (g sqrt(D)) / rms_denominator(x)`` for float32/float64
+    (four calls), the module itself otherwise."""
+
+    def __init__(self, norm: RMSNorm) -> None:
+        D = norm.weight.shape[0]
+        self.module, self.own_stats = norm, norm.weight.dtype in STAT_DTYPES
+        self.weight = norm.weight * D**0.5
+        self.c = torch.tensor((D * norm.eps) ** 0.5, dtype=norm.weight.dtype, device=norm.weight.device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.own_stats and x.dtype == self.weight.dtype:
+            return torch.mul(x, self.weight).div_(rms_denominator(x, self.c))
+        return self.module(x)
 
 
 def rotated_rows(w_ND: torch.Tensor) -> torch.Tensor:
@@ -77,60 +119,62 @@ def rotated_rows(w_ND: torch.Tensor) -> torch.Tensor:
 class FastLayer:
     """One :class:`TransformerLayer` for ``B`` rows, one query each, keys in a cache ``[B, H_kv, C, hd]``.
 
-    ``norm(x) W^T = rms_scale(x) * (x (W diag(w))^T)``: the norm's weight is folded into the
-    projection after it, and its per-row scale is applied to the projection's output. RoPE
-    rotates ``y = x W^T`` by channel pairs, ``y cos + rot(y) sin``, and ``rot(y)`` is a projection
-    with permuted, negated rows (:func:`rotated_rows`), so q, k, their rotations and v come out of
-    one matmul.
+    Norms and the projections after them are :class:`NormedProjection` s. RoPE rotates
+    ``y = x W^T`` by channel pairs, ``y cos + rot(y) sin``, and ``rot(y)`` is a projection with
+    permuted, negated rows (:func:`rotated_rows`), so q, k, their rotations and v come out of one
+    matmul.
     """
 
     def __init__(self, layer: TransformerLayer, rotate_in_matmul: bool = True) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         self.heads, self.kv_heads, self.head_dim = attn.heads, attn.kv_heads, attn.head_dim
-        self.eps1, self.eps2 = layer.input_layernorm.eps, layer.post_attention_layernorm.eps
+        H, Hk = self.heads, self.kv_heads
         w_qk = torch.cat([attn.q_proj.weight, attn.k_proj.weight], dim=0)
         # rotate_in_matmul=False: rot(y) by negating and swapping channel pairs after the matmul
         # (two more small ops, a matmul with 40% fewer weights to read: the better trade for a
         # stack whose weights do not stay in cache between its steps, the global one)
         self.rotate_in_matmul = rotate_in_matmul
         w_all = torch.cat([w_qk, rotated_rows(w_qk), attn.v_proj.weight] if rotate_in_matmul else [w_qk, attn.v_proj.weight], dim=0)
-        self.w_in = w_all * layer.input_layernorm.weight
-        self.w_o = attn.o_proj.weight
-        self.w_gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0) * layer.post_attention_layernorm.weight
-        self.w_down = mlp.down_proj.weight
+        self.qkv = NormedProjection(layer.input_layernorm, w_all)
+        self.groups = (H + Hk, H + Hk, Hk) if rotate_in_matmul else (H + Hk, Hk)  # y's heads: qk, rot(qk), v
+        self.w_o = mm_weight(attn.o_proj.weight)
+        self.gate_up = NormedProjection(layer.post_attention_layernorm,
+                                        torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0))
+        self.w_down = mm_weight(mlp.down_proj.weight)
         self.ffn = mlp.gate_proj.weight.shape[0]
-        self.n_qk = w_qk.shape[0]
         # The model rotates float32 activations in float32 (its cos/sin tables are float32) and any
         # other dtype in float32 too, casting back; the same here.
-        self.float_rope = self.w_in.dtype != torch.float32
+        self.float_rope = w_all.dtype != torch.float32
 
     def __call__(self, x_BD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                  k_BHCD: torch.Tensor, v_BHCD: torch.Tensor, slot: torch.Tensor | int, used: int,
-                 mask: torch.Tensor | None, rows: torch.Tensor | int | None = None) -> torch.Tensor:
+                 mask: torch.Tensor | None, rows: torch.Tensor | int | None = None, start: int = 0) -> torch.Tensor:
         """``x_BD`` -> the layer's output ``[B, D]``. ``cos``/``sin``: the RoPE tables of the query's
         position (``[hd]``, or ``[B, 1, hd]`` per row). The new key/value go to cache slot ``slot``
         (an int for every row, or one per row), in cache rows ``rows`` (None: all, in order; an int:
-        that one row, with an int slot); the
-        query reads slots ``[0, used)`` of those rows where ``mask`` ``[B, 1, 1, used]`` allows."""
+        that one row, with an int slot); the query reads slots ``[0, used)`` of those rows where
+        ``mask`` ``[B, 1, 1, used]`` allows (``[start, used)`` with an int slot and row)."""
         B = x_BD.shape[0]
-        H, Hk, hd = self.heads, self.kv_heads, self.head_dim
-        qk, v = self.project(x_BD, cos, sin)
+        H, Hk = self.heads, self.kv_heads
+        q, k, v = self.project(x_BD, cos, sin)
         if (rows is None or isinstance(rows, int)) and isinstance(slot, int):
             if rows is not None:  # one cache row (B == 1): views of it, no copies
                 k_BHCD, v_BHCD = k_BHCD.narrow(0, rows, 1), v_BHCD.narrow(0, rows, 1)
-            k_BHCD.select(2, slot).copy_(qk.narrow(1, H, Hk))
+            k_BHCD.select(2, slot).copy_(k)
             v_BHCD.select(2, slot).copy_(v)
-            k_read, v_read = k_BHCD.narrow(2, 0, used), v_BHCD.narrow(2, 0, used)
+            if start or used < k_BHCD.shape[2]:
+                k_BHCD, v_BHCD = k_BHCD.narrow(2, start, used - start), v_BHCD.narrow(2, start, used - start)
+            k_read, v_read = k_BHCD, v_BHCD
         else:
             index = torch.arange(B, device=x_BD.device) if rows is None else rows
-            k_BHCD[index, :, slot] = qk[:, H:]
+            k_BHCD[index, :, slot] = k
             v_BHCD[index, :, slot] = v
             # narrow, then select rows: a copy of the rows' filled slots only (advanced indexing
             # of the whole cache costs several times more per call)
             k_read = k_BHCD.narrow(2, 0, used) if rows is None else k_BHCD.narrow(2, 0, used).index_select(0, rows)
             v_read = v_BHCD.narrow(2, 0, used) if rows is None else v_BHCD.narrow(2, 0, used).index_select(0, rows)
-        o = F.scaled_dot_product_attention(qk[:, :H, None], k_read, v_read, attn_mask=mask, enable_gqa=H != Hk)
-        return self.finish(x_BD, o.view(B, H * hd))
+        o = F.scaled_dot_product_attention(q.unsqueeze(2), k_read, v_read, attn_mask=mask, enable_gqa=H != Hk)
+        return self.finish(x_BD, o.view(B, H * self.head_dim))
 
     def queries(self, x_MD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_BHCD: torch.Tensor,
                 v_BHCD: torch.Tensor, row: int, slots_M: torch.Tensor, used: int, mask: torch.Tensor | None) -> torch.Tensor:
@@ -140,37 +184,36 @@ class FastLayer:
         query). ``cos``/``sin``: ``[M, 1, hd]``."""
         M = x_MD.shape[0]
         H, Hk, hd = self.heads, self.kv_heads, self.head_dim
-        qk, v = self.project(x_MD, cos, sin)
+        q, k, v = self.project(x_MD, cos, sin)
         k_1HCD, v_1HCD = k_BHCD.narrow(0, row, 1), v_BHCD.narrow(0, row, 1)
-        k_1HCD[0].index_copy_(1, slots_M, qk[:, H:].transpose(0, 1))
+        k_1HCD[0].index_copy_(1, slots_M, k.transpose(0, 1))
         v_1HCD[0].index_copy_(1, slots_M, v.transpose(0, 1))
-        q_1HMD = qk[:, :H].transpose(0, 1).unsqueeze(0)
-        o = F.scaled_dot_product_attention(q_1HMD, k_1HCD.narrow(2, 0, used), v_1HCD.narrow(2, 0, used),
-                                           attn_mask=mask, enable_gqa=H != Hk)
+        o = F.scaled_dot_product_attention(q.transpose(0, 1).unsqueeze(0), k_1HCD.narrow(2, 0, used),
+                                           v_1HCD.narrow(2, 0, used), attn_mask=mask, enable_gqa=H != Hk)
         return self.finish(x_MD, o[0].transpose(0, 1).reshape(M, H * hd))
 
-    def project(self, x_BD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(RoPE-rotated q and k ``[B, H + H_kv, hd]``, v ``[B, H_kv, hd]``) of ``B`` queries."""
+    def project(self, x_BD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(RoPE-rotated q ``[B, H, hd]`` and k ``[B, H_kv, hd]``, v ``[B, H_kv, hd]``) of ``B`` queries."""
         B = x_BD.shape[0]
-        H, Hk, hd, n = self.heads, self.kv_heads, self.head_dim, self.n_qk
-        y = normed_linear(x_BD, self.w_in, self.eps1)
-        a = y[:, :n].view(B, H + Hk, hd)
+        y = self.qkv(x_BD).view(B, -1, self.head_dim)
         if self.rotate_in_matmul:
-            b, v = y[:, n : 2 * n].view(B, H + Hk, hd), y[:, 2 * n :].view(B, Hk, hd)
+            a, b, v = y.split(self.groups, 1)
         else:  # rot(y): channel pairs (y0, y1) -> (-y1, y0), exactly what rotated_rows' outputs are
-            pairs = a.view(B, H + Hk, hd // 2, 2)
-            b, v = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(B, H + Hk, hd), y[:, n:].view(B, Hk, hd)
+            a, v = y.split(self.groups, 1)
+            pairs = a.unflatten(2, (-1, 2))
+            b = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).view(a.shape)
         if self.float_rope:
             qk = (a.float() * cos + b.float() * sin).to(y.dtype)  # the model's own ops: no fused multiply-add
         else:
             qk = torch.addcmul(a * cos, b, sin)
-        return qk, v
+        q, k = qk.split((self.heads, self.kv_heads), 1)
+        return q, k, v
 
     def finish(self, x_BD: torch.Tensor, o_BE: torch.Tensor) -> torch.Tensor:
         """The output projection, residual and SwiGLU MLP after attention (``o_BE``: heads concatenated)."""
-        h = x_BD + rows_linear(o_BE, self.w_o)
-        gate_up = normed_linear(h, self.w_gate_up, self.eps2)
-        return h + rows_linear(F.silu(gate_up[:, : self.ffn]).mul_(gate_up[:, self.ffn :]), self.w_down)
+        h = x_BD + rows_mm(o_BE, self.w_o)
+        gate, up = self.gate_up(h).split(self.ffn, 1)
+        return h + rows_mm(F.silu(gate).mul_(up), self.w_down)
 
 
 class FastCross:
@@ -180,21 +223,26 @@ class FastCross:
     def __init__(self, cross: CrossAttention) -> None:
         self.cross = cross
         self.heads, self.head_dim = cross.heads, cross.head_dim
-        self.w_kv = torch.cat([cross.k_proj.weight, cross.v_proj.weight], dim=0)
-        self.w_q = cross.q_proj.weight * cross.q_norm.weight  # q_norm's weight folded in (see FastLayer)
+        self.kv = NormedProjection(cross.k_norm, torch.cat([cross.k_proj.weight, cross.v_proj.weight], dim=0))
+        self.q = NormedProjection(cross.q_norm, cross.q_proj.weight)
+        self.w_o = mm_weight(cross.o_proj.weight)
+
+    def key_rows(self, kv_BKD: torch.Tensor) -> torch.Tensor:
+        """Keys and values ``[B, K, 2, H, hd]`` (contiguous) for slots ``kv_BKD``."""
+        B, K, D = kv_BKD.shape
+        return self.kv(kv_BKD.reshape(B * K, D)).view(B, K, 2, self.heads, self.head_dim)
 
     def keys(self, kv_BKD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(k, v)`` as ``[B, H, K, hd]`` for slots ``kv_BKD``."""
-        B, K, D = kv_BKD.shape
-        kv = F.linear(norm(kv_BKD, self.cross.k_norm), self.w_kv).view(B, K, 2, self.heads, self.head_dim)
+        kv = self.key_rows(kv_BKD)
         return kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
 
     def __call__(self, x_BD: torch.Tensor, k_BHKD: torch.Tensor, v_BHKD: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """``x + o_proj(attn(q_norm(x)))`` for one query per row ``[B, D]``, or ``Q`` per row
         ``[B, Q, D]`` (the module's own residual included); ``mask`` ``[B, 1, 1 or Q, K]`` or None."""
         shape = x_BD.shape
-        x_BQD = x_BD.view(shape[0], -1, shape[-1])
-        B, Q, D = x_BQD.shape
-        q = normed_linear(x_BQD, self.w_q, self.cross.q_norm.eps).view(B, Q, self.heads, self.head_dim)
+        x_ND = x_BD.reshape(-1, shape[-1])
+        B = shape[0]
+        q = self.q(x_ND).view(B, -1, self.heads, self.head_dim)
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k_BHKD, v_BHKD, attn_mask=mask)
-        return x_BD + F.linear(o.transpose(1, 2).reshape(shape), self.cross.o_proj.weight)
+        return x_BD + rows_mm(o.transpose(1, 2).reshape(x_ND.shape[0], -1), self.w_o).view(shape)

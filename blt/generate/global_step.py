@@ -32,6 +32,10 @@ class GlobalStep:
         self.doc_B = torch.zeros(batch, dtype=torch.long, device=like.device)    # EOS-marked patches closed so far
         self.ones_B = torch.ones(batch, dtype=torch.long, device=like.device)
         self.counts = [0] * batch  # count_B as Python values: the step's shapes and fast paths need no sync
+        # doc_B as Python values, and the first slot of each row's current document: with
+        # block_documents a row's patch attends exactly slots [doc_start, n] (documents are
+        # contiguous runs of slots), so one row reads that range and needs no mask
+        self.docs, self.doc_start = [0] * batch, [0] * batch
         self.batch = batch
         self.pending: tuple | None = None  # (row, first patch, documents before, EOS flags) of close_row
 
@@ -46,12 +50,13 @@ class GlobalStep:
         store, blocks = self.store, self.model.block_documents
         proj = self.model.token_embedding_projection
         h_CD = (proj(patches_C1E) if proj is not None else patches_C1E)[:, 0]
+        start = 0
         if len(rows) == 1:  # one row: its cache row and slot are Python ints, so every read is a view
             b, n = rows[0], ns[0]
             mask = None
             if blocks:
-                doc = store.doc_BC[b, n] = self.doc_B[b]
-                mask = (store.doc_BC[b, :used] == doc)[None, None, None, :]
+                store.doc_BC[b, n] = self.docs[b]
+                start = self.doc_start[b]
             cos, sin = self.cos_PD[n], self.sin_PD[n]
             row, slot = b, n
         else:
@@ -65,12 +70,16 @@ class GlobalStep:
             cos, sin = self.cos_PD.index_select(0, n_C)[:, None], self.sin_PD.index_select(0, n_C)[:, None]  # (C, 1, hd)
             row, slot = rows_C, n_C
         for i, fast in enumerate(self.fast):
-            h_CD = fast(h_CD, cos, sin, store.k[i], store.v[i], slot, used, mask, rows=row)
+            h_CD = fast(h_CD, cos, sin, *store.layers[i], slot, used, mask, rows=row, start=start)
         for b in rows:
             self.counts[b] += 1
         self.count_B.index_add_(0, rows_C, self.ones_B[: len(rows)])
         if any_eos:
             self.doc_B.index_add_(0, rows_C, has_eos_C.long())
+            for b, eos in zip(rows, has_eos_C.tolist()):
+                if eos:  # the next patch starts a document
+                    self.docs[b] += 1
+                    self.doc_start[b] = self.counts[b]
         return h_CD[:, None]
 
     def close_row(self, b: int, patches_M1E: torch.Tensor, has_eos: list[bool]) -> torch.Tensor:
@@ -94,15 +103,18 @@ class GlobalStep:
         mask = allowed_MK[None, None]
         cos, sin = self.cos_PD[n:used, None], self.sin_PD[n:used, None]
         for i, fast in enumerate(self.fast):
-            h_MD = fast.queries(h_MD, cos, sin, store.k[i], store.v[i], b, slots_M, used, mask)
-        self.pending = (b, n, int(self.doc_B[b]), list(has_eos))
+            h_MD = fast.queries(h_MD, cos, sin, *store.layers[i], b, slots_M, used, mask)
+        self.pending = (b, n, self.docs[b], self.doc_start[b], list(has_eos))
         return h_MD[:, None]
 
     def keep(self, accepted: int) -> None:
         """Of the patches of the last :meth:`close_row`, count the first ``accepted`` as closed (their
         keys stay in the cache; the others' slots are rewritten by later steps). May be called
         again with a larger count as verification moves on."""
-        b, n, doc, has_eos = self.pending
+        b, n, doc, doc_start, has_eos = self.pending
         self.counts[b] = n + accepted
         self.count_B[b] = n + accepted
-        self.doc_B[b] = doc + sum(has_eos[:accepted])
+        self.docs[b] = doc + sum(has_eos[:accepted])
+        self.doc_B[b] = self.docs[b]
+        ends = [i for i, eos in enumerate(has_eos[:accepted]) if eos]
+        self.doc_start[b] = n + ends[-1] + 1 if ends else doc_start

@@ -62,7 +62,7 @@ class LocalStack:
             k = store.k.new_zeros(store.k.shape[:3] + (new_C,) + store.k.shape[4:])
             v, doc = torch.zeros_like(k), store.doc_BC.new_zeros(store.doc_BC.shape[0], new_C)
             k[:, :, :, new], v[:, :, :, new], doc[:, new] = store.k[:, :, :, old], store.v[:, :, :, old], store.doc_BC[:, old]
-            store.k, store.v, store.doc_BC, store.capacity = k, v, doc, new_C
+            store.replace(k, v, doc)
         pos_C[positions % new_C] = positions
         self.pos_C = pos_C
 
@@ -132,7 +132,7 @@ class LocalStack:
 
     def layer_block(self, i: int, h_MD: torch.Tensor) -> torch.Tensor:
         """Layer ``i`` for the positions of :meth:`begin_block`, ``[M, D]`` -> ``[M, D]``."""
-        return self.fast[i].queries(h_MD, self.block_cos, self.block_sin, self.store.k[i], self.store.v[i], 0,
+        return self.fast[i].queries(h_MD, self.block_cos, self.block_sin, *self.store.layers[i], 0,
                                     self.block_slots, self.used, self.block_mask)
 
     def layer(self, i: int, h_BD: torch.Tensor) -> torch.Tensor:
@@ -140,7 +140,7 @@ class LocalStack:
         earlier versions pass) comes back as ``[B, 1, D]``."""
         if h_BD.dim() == 3:
             return self.layer(i, h_BD.squeeze(1)).unsqueeze(1)
-        return self.fast[i](h_BD, self.cos, self.sin, self.store.k[i], self.store.v[i], self.slot, self.used, self.mask)
+        return self.fast[i](h_BD, self.cos, self.sin, *self.store.layers[i], self.slot, self.used, self.mask)
 
 
 class ByteHistory:

@@ -15,7 +15,7 @@ from torch import nn
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.flops import layers_flops, linear_flops
-from blt.generate.fast_layers import norm
+from blt.generate.fast_layers import FastNorm
 from blt.generate.local_stack import LocalStack
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
@@ -73,6 +73,7 @@ class AddDecoderStep:
         self.decoder = decoder
         self.stack = LocalStack(decoder.layers, decoder.config.window, decoder.rope_theta, batch, total, backend, like,
                                 block_documents=decoder.config.block_documents)
+        self.final_norm = FastNorm(decoder.norm)
         d = decoder.norm.weight.numel()
         self.latest_B1D = torch.zeros(batch, 1, d, dtype=like.dtype, device=like.device)
 
@@ -111,14 +112,14 @@ class AddDecoderStep:
         self.stack.begin_block(t0, doc_M)
         for i in range(len(self.decoder.layers)):
             h_MD = self.stack.layer_block(i, h_MD)
-        return norm(h_MD, self.decoder.norm)[:, None]
+        return self.final_norm(h_MD)[:, None]
 
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         self.stack.begin(t, doc_B)
         h_BD = (bytes_B1D + self.latest_B1D)[:, 0]
         for i in range(len(self.decoder.layers)):
             h_BD = self.stack.layer(i, h_BD)
-        return norm(h_BD, self.decoder.norm)[:, None]
+        return self.final_norm(h_BD)[:, None]
 
 
 @hookimpl

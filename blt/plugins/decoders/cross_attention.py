@@ -28,7 +28,7 @@ from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.flops import cross_layer_flops, layers_flops, linear_flops
 from blt.generate.caches import EMPTY
-from blt.generate.fast_layers import FastCross, norm
+from blt.generate.fast_layers import FastCross, FastNorm
 from blt.generate.local_stack import LocalStack
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
@@ -99,6 +99,7 @@ class CrossAttentionDecoderStep:
         self.decoder, self.backend, self.k, self.window = decoder, backend, cfg.k, cfg.cross_window
         self.stack = LocalStack(decoder.layers, cfg.window, decoder.rope_theta, batch, total, backend, like,
                                 block_documents=cfg.block_documents)
+        self.final_norm = FastNorm(decoder.norm)
         d = decoder.norm.weight.numel()
         self.ring_BSD = torch.zeros(batch, self.window * self.k, d, dtype=like.dtype, device=like.device)
         self.ring_pos_BS = torch.full((batch, self.window * self.k), EMPTY, dtype=torch.long, device=like.device)
@@ -106,7 +107,10 @@ class CrossAttentionDecoderStep:
         # The slots' keys/values for every cross layer change only when a patch closes (push), so
         # they are computed there, not at every byte.
         self.fast_cross = [FastCross(cross) for cross in decoder.cross_attn_layers]
-        self.cross_kv = [cross.keys(self.ring_BSD) for cross in self.fast_cross]
+        # each cross layer's keys and values of every ring slot, [B, S, 2, H, hd]: a push writes
+        # the new slots' rows in place, and cross_kv holds (k, v) views of them as [B, H, S, hd]
+        self.kv_BS2HD = [cross.key_rows(self.ring_BSD) for cross in self.fast_cross]
+        self.cross_kv = [(kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)) for kv in self.kv_BS2HD]
         self.cross_mask = None
         self.all_filled = False
 
@@ -116,8 +120,11 @@ class CrossAttentionDecoderStep:
         S = self.ring_pos_BS.shape[1]
         flat_CK = (rows_C * S)[:, None] + (pid_C % self.window)[:, None] * self.k + self.offsets_K  # row-major slot
         d = self.ring_BSD.shape[-1]
-        self.ring_BSD.view(-1, d).index_copy_(0, flat_CK.view(-1), slots_CKD.reshape(-1, d))
-        self.cross_kv = [cross.keys(self.ring_BSD) for cross in self.fast_cross]
+        flat = flat_CK.view(-1)
+        self.ring_BSD.view(-1, d).index_copy_(0, flat, slots_CKD.reshape(-1, d))
+        for cross, kv in zip(self.fast_cross, self.kv_BS2HD):
+            new = cross.key_rows(slots_CKD)
+            kv.view(-1, *new.shape[2:]).index_copy_(0, flat, new.view(-1, *new.shape[2:]))
         # Byte t reads patches read - W + 1 .. read, its row's last W closed patches: exactly the
         # filled ring slots (every row has closed patch 0, BOS, before its first byte is decoded).
         # Once every slot is filled it stays so, and no mask is needed. (Each slot's patch id is
@@ -130,15 +137,16 @@ class CrossAttentionDecoderStep:
 
     def snapshot(self) -> tuple:
         """The state after the last ``step``/``push``, for :meth:`restore` (speculative decoding)."""
-        return (self.stack.snapshot(), self.ring_BSD.clone(), self.ring_pos_BS.clone(), list(self.cross_kv),
-                self.cross_mask, self.all_filled)
+        return (self.stack.snapshot(), self.ring_BSD.clone(), self.ring_pos_BS.clone(),
+                [kv.clone() for kv in self.kv_BS2HD], self.cross_mask, self.all_filled)
 
     def restore(self, mark: tuple) -> None:
-        stack, ring, ring_pos, cross_kv, self.cross_mask, self.all_filled = mark
+        stack, ring, ring_pos, kv_rows, self.cross_mask, self.all_filled = mark
         self.stack.restore(stack)
         self.ring_BSD.copy_(ring)
         self.ring_pos_BS.copy_(ring_pos)
-        self.cross_kv = list(cross_kv)
+        for kv, saved in zip(self.kv_BS2HD, kv_rows):
+            kv.copy_(saved)
 
     def commit(self) -> None:
         self.stack.commit()
@@ -178,7 +186,7 @@ class CrossAttentionDecoderStep:
             if i < len(self.fast_cross):  # the reference's double residual, as in step
                 h_1MD = h_1MD + self.fast_cross[i](h_1MD, *keys[i], mask)
             h_1MD = self.stack.layer_block(i, h_1MD.view(M, -1)).view(1, M, -1)
-        return norm(h_1MD[0], self.decoder.norm)[:, None]
+        return self.final_norm(h_1MD[0])[:, None]
 
     def step(self, bytes_B1D: torch.Tensor, t: int, read_B: torch.Tensor, doc_B: torch.Tensor) -> torch.Tensor:
         """Encoder state of byte t ``[B, 1, d]``, patch it reads -> normed decoder state ``[B, 1, d]``."""
@@ -188,7 +196,7 @@ class CrossAttentionDecoderStep:
             if i < len(self.fast_cross):  # the reference's double residual: h <- h + (h + attn)
                 h_BD = h_BD + self.fast_cross[i](h_BD, *self.cross_kv[i], self.cross_mask)
             h_BD = self.stack.layer(i, h_BD)
-        return norm(h_BD, self.decoder.norm)[:, None]
+        return self.final_norm(h_BD)[:, None]
 
 
 @hookimpl
