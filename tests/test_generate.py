@@ -122,3 +122,27 @@ def test_ragged_batch_rows_finish_on_their_own(registry, entropy_files):
     assert batched.new_tokens[0] == [EOS_ID]
     assert batched.outputs[1] == generate(model, patcher, ["a longer prompt"], max_new_bytes=11)[0]
     assert len(batched.new_tokens[1]) == 11 or batched.new_tokens[1][-1] == EOS_ID
+
+
+@pytest.mark.parametrize("combo", [COMBOS[0], COMBOS[1]])  # global document blocking on, then off
+def test_every_global_step_path_matches_the_oracle(registry, entropy_files, monkeypatch, combo):
+    """A batch of 10 ragged rows with EOS in their prompts: steps where one row closes a patch (its
+    slots read as views, its document as a range of slots) and where several do (their slots
+    gathered) both give the no-cache oracle's bytes and logits."""
+    from collections import Counter
+
+    from blt.generate.global_step import GlobalStep
+
+    calls: Counter = Counter()
+    for name in ("_close_one", "_close_gathered"):
+        def spy(self, *args, _original=getattr(GlobalStep, name), _name=name):
+            calls[_name] += 1
+            return _original(self, *args)
+        monkeypatch.setattr(GlobalStep, name, spy)
+    model, patcher = get_model(registry, *combo), get_patcher(registry, "space", entropy_files)
+    texts = [b"a b", b"cd. 1", b"\n", b"abc d", b"1 1 1 1", b"dd", b"a", b"cc cc", b"b.a", b"d 1."]
+    prompts = [as_ids([-2 if i % 4 == 3 else b for i, b in enumerate(text)]) for text in texts]
+    kw = dict(max_new_bytes=14, keep_logits=True, stop_at_eos=False)
+    cached = generate_detailed(model, patcher, prompts, **kw)
+    assert_same(cached, generate_detailed(model, patcher, prompts, cache=False, **kw))
+    assert min(calls.values()) > 0 and len(calls) == 2, calls
