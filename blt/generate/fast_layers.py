@@ -147,34 +147,42 @@ class FastLayer:
         self.float_rope = w_all.dtype != torch.float32
 
     def __call__(self, x_BD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                 k_BHCD: torch.Tensor, v_BHCD: torch.Tensor, slot: torch.Tensor | int, used: int,
-                 mask: torch.Tensor | None, rows: torch.Tensor | int | None = None, start: int = 0) -> torch.Tensor:
+                 k_BHCD: torch.Tensor, v_BHCD: torch.Tensor, slot: int, used: int,
+                 mask: torch.Tensor | None, row: int | None = None, start: int = 0) -> torch.Tensor:
         """``x_BD`` -> the layer's output ``[B, D]``. ``cos``/``sin``: the RoPE tables of the query's
-        position (``[hd]``, or ``[B, 1, hd]`` per row). The new key/value go to cache slot ``slot``
-        (an int for every row, or one per row), in cache rows ``rows`` (None: all, in order; an int:
-        that one row, with an int slot); the query reads slots ``[0, used)`` of those rows where
-        ``mask`` ``[B, 1, 1, used]`` allows (``[start, used)`` with an int slot and row)."""
+        position ``[hd]``. The new key/value go to cache slot ``slot`` of every row (``row``: of
+        that one cache row, B == 1); the query reads slots ``[start, used)`` where ``mask``
+        ``[B, 1, 1, used - start]`` allows (None: all)."""
         B = x_BD.shape[0]
-        H, Hk = self.heads, self.kv_heads
         q, k, v = self.project(x_BD, cos, sin)
-        if (rows is None or isinstance(rows, int)) and isinstance(slot, int):
-            if rows is not None:  # one cache row (B == 1): views of it, no copies
-                k_BHCD, v_BHCD = k_BHCD.narrow(0, rows, 1), v_BHCD.narrow(0, rows, 1)
-            k_BHCD.select(2, slot).copy_(k)
-            v_BHCD.select(2, slot).copy_(v)
-            if start or used < k_BHCD.shape[2]:
-                k_BHCD, v_BHCD = k_BHCD.narrow(2, start, used - start), v_BHCD.narrow(2, start, used - start)
-            k_read, v_read = k_BHCD, v_BHCD
-        else:
-            index = torch.arange(B, device=x_BD.device) if rows is None else rows
-            k_BHCD[index, :, slot] = k
-            v_BHCD[index, :, slot] = v
-            # narrow, then select rows: a copy of the rows' filled slots only (advanced indexing
-            # of the whole cache costs several times more per call)
-            k_read = k_BHCD.narrow(2, 0, used) if rows is None else k_BHCD.narrow(2, 0, used).index_select(0, rows)
-            v_read = v_BHCD.narrow(2, 0, used) if rows is None else v_BHCD.narrow(2, 0, used).index_select(0, rows)
-        o = F.scaled_dot_product_attention(q.unsqueeze(2), k_read, v_read, attn_mask=mask, enable_gqa=H != Hk)
-        return self.finish(x_BD, o.view(B, H * self.head_dim))
+        if row is not None:  # one cache row: views of it, no copies
+            k_BHCD, v_BHCD = k_BHCD.narrow(0, row, 1), v_BHCD.narrow(0, row, 1)
+        k_BHCD.select(2, slot).copy_(k)
+        v_BHCD.select(2, slot).copy_(v)
+        if start or used < k_BHCD.shape[2]:
+            k_BHCD, v_BHCD = k_BHCD.narrow(2, start, used - start), v_BHCD.narrow(2, start, used - start)
+        o = F.scaled_dot_product_attention(q.unsqueeze(2), k_BHCD, v_BHCD, attn_mask=mask,
+                                           enable_gqa=self.heads != self.kv_heads)
+        return self.finish(x_BD, o.view(B, self.heads * self.head_dim))
+
+    def gathered(self, x_CD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_BHPD: torch.Tensor,
+                 v_BHPD: torch.Tensor, rows_C: torch.Tensor, write_CH: torch.Tensor, used: int,
+                 mask: torch.Tensor) -> torch.Tensor:
+        """``C`` queries of cache rows ``rows_C`` (one slot each) -> ``[C, D]``. ``cos``/``sin``
+        ``[C, 1, hd]``; ``write_CH``: where each new key/value head goes in the flattened cache
+        ``[B * H_kv * P, hd]`` (one ``index_copy_``, where advanced indexing costs several times
+        more); the queries read their rows' slots ``[0, used)`` (narrowed, then gathered: a copy
+        of the filled slots only) where ``mask`` ``[C, 1, 1, used]`` allows."""
+        C, hd = x_CD.shape[0], self.head_dim
+        q, k, v = self.project(x_CD, cos, sin)
+        flat = write_CH.view(-1)
+        k_BHPD.view(-1, hd).index_copy_(0, flat, k.reshape(-1, hd))
+        v_BHPD.view(-1, hd).index_copy_(0, flat, v.reshape(-1, hd))
+        k_read = k_BHPD.narrow(2, 0, used).index_select(0, rows_C)
+        v_read = v_BHPD.narrow(2, 0, used).index_select(0, rows_C)
+        o = F.scaled_dot_product_attention(q.unsqueeze(2), k_read, v_read, attn_mask=mask,
+                                           enable_gqa=self.heads != self.kv_heads)
+        return self.finish(x_CD, o.view(C, self.heads * hd))
 
     def queries(self, x_MD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_BHCD: torch.Tensor,
                 v_BHCD: torch.Tensor, row: int, slots_M: torch.Tensor, used: int, mask: torch.Tensor | None) -> torch.Tensor:

@@ -36,6 +36,7 @@ class GlobalStep:
         self.count_B = torch.zeros(batch, dtype=torch.long, device=like.device)  # patches closed so far
         self.doc_B = torch.zeros(batch, dtype=torch.long, device=like.device)    # EOS-marked patches closed so far
         self.ones_B = torch.ones(batch, dtype=torch.long, device=like.device)
+        self.heads_H = torch.arange(attn.kv_heads, device=like.device)
         self.counts = [0] * batch  # count_B as Python values: the step's shapes and fast paths need no sync
         # doc_B as Python values, and the first slot of each row's current document: with
         # block_documents a row's patch attends exactly slots [doc_start, n] (documents are
@@ -69,7 +70,7 @@ class GlobalStep:
             start = self.doc_start[b]
         cos, sin = self.cos_PD[n], self.sin_PD[n]
         for i, fast in enumerate(self.fast):
-            h_1D = fast(h_1D, cos, sin, *store.layers[i], n, n + 1, None, rows=b, start=start)
+            h_1D = fast(h_1D, cos, sin, *store.layers[i], n, n + 1, None, row=b, start=start)
         return h_1D
 
     def _close_gathered(self, rows_C: torch.Tensor, h_CD: torch.Tensor, used: int) -> torch.Tensor:
@@ -83,8 +84,10 @@ class GlobalStep:
             allowed_CK = allowed_CK & (store.doc_BC.narrow(1, 0, used).index_select(0, rows_C) == doc_C[:, None])
         mask = allowed_CK[:, None, None, :]
         cos, sin = self.cos_PD.index_select(0, n_C)[:, None], self.sin_PD.index_select(0, n_C)[:, None]  # (C, 1, hd)
+        _, Hk, P, _ = store.layers[0][0].shape
+        write_CH = (rows_C[:, None] * Hk + self.heads_H).mul_(P).add_(n_C[:, None])  # (b, h, n) in [B * Hk * P]
         for i, fast in enumerate(self.fast):
-            h_CD = fast(h_CD, cos, sin, *store.layers[i], n_C, used, mask, rows=rows_C)
+            h_CD = fast.gathered(h_CD, cos, sin, *store.layers[i], rows_C, write_CH, used, mask)
         return h_CD
 
     def _count(self, rows: list[int], rows_C: torch.Tensor, has_eos_C: torch.Tensor, any_eos: bool) -> None:
