@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="also compare a batch of this many prompts with one (1: skip)")
     parser.add_argument("--batch-bytes", type=int, default=256, help="bytes per row in the batch comparison")
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds of the batch comparison")
-    parser.add_argument("--patcher-batch", choices=sorted(PATCHERS), default="strided",
+    parser.add_argument("--patcher-batch", choices=["", *sorted(PATCHERS)], default="strided",
                         help="also run the batch comparison with this patcher (rows close patches together); '' to skip")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()

@@ -52,8 +52,9 @@ def floor_section(res: dict, cmd: str) -> list[str]:
                      f"| x{r['ours_over_floor']:.2f} |")
     nc = res.get("nocache")
     if nc:
+        rounds = f" (median of alternating rounds: {', '.join(f'{r:.1f}' for r in nc['rounds'])})" if nc.get("rounds") else ""
         lines += ["", f"Cached vs no-cache at {nc['bytes']} bytes: cached {nc['cached_s']:.2f} s, no-cache {nc['nocache_s']:.2f} s, "
-                  f"cached **x{nc['speedup']:.1f}** faster."]
+                  f"cached **x{nc['speedup']:.1f}** faster{rounds}."]
     step = res.get("step")
     if step:
         lines += ["", f"Our step over {step['positions']} positions ({step['patches']} patches closed): "

@@ -172,15 +172,17 @@ def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], m
     gen = component_step(model, "model", patcher, B, total)
     fed = [p[0] for p in prompts]
     greedy, shortest = rows.sampler.params.greedy, min(lengths)
+    row_logits = not greedy or rows.logits is not None  # greedy rows need only the batch's argmax
     for t in range(total):
         logits_BV = gen.step(torch.tensor(fed, dtype=torch.long, device=device))
         choosing = t + 1 >= shortest  # some row is past its prompt
         choices = logits_BV.argmax(-1).tolist() if greedy and choosing else [None] * B  # one argmax for the batch
+        logits = logits_BV.unbind(0) if row_logits and choosing else [None] * B
         for b in range(B):
             if t + 1 < lengths[b]:
                 fed[b] = prompts[b][t + 1]
             elif not rows.done[b]:
-                fed[b] = rows.add(b, logits_BV[b], choices[b])
+                fed[b] = rows.add(b, logits[b], choices[b])
             # a finished row keeps stepping with its last token until the batch is done; its outputs are ignored
         if rows.all_done:
             break

@@ -42,9 +42,10 @@ class RowOutputs:
     def all_done(self) -> bool:
         return all(self.done)
 
-    def add(self, row: int, logits_V: torch.Tensor, greedy_choice: int | None = None) -> int:
+    def add(self, row: int, logits_V: torch.Tensor | None, greedy_choice: int | None = None) -> int:
         """Choose row ``row``'s next token from ``logits_V`` (``greedy_choice``: its argmax, when the
-        caller computed it for the whole batch), record it, stream it; returns the id."""
+        caller computed it for the whole batch; logits may then be None unless they are kept),
+        record it, stream it; returns the id."""
         token = greedy_choice if greedy_choice is not None and self.sampler.params.greedy else self.sampler.choose(row, logits_V)
         return self.put(row, logits_V, token)
 
