@@ -71,6 +71,13 @@ def rows_mm(x: torch.Tensor, w_DO: torch.Tensor) -> torch.Tensor:
     return torch.mm(x, w_DO)
 
 
+def residual_mm(h_ND: torch.Tensor, x_NE: torch.Tensor, w_EO: torch.Tensor) -> torch.Tensor:
+    """``h + x @ w`` (a residual and the projection into it), one ``addmm`` where no padding applies."""
+    if w_EO.shape[0] >= PAD_FROM_WIDTH and w_EO.numel() >= PAD_FROM_ELEMENTS:
+        return h_ND + rows_mm(x_NE, w_EO)
+    return torch.addmm(h_ND, x_NE, w_EO)
+
+
 class NormedProjection:
     """``linear(norm(x), W)`` for an RMSNorm followed by a projection ``W`` ``[O, D]``.
 
@@ -141,7 +148,6 @@ class FastLayer:
         self.gate_up = NormedProjection(layer.post_attention_layernorm,
                                         torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=0))
         self.w_down = mm_weight(mlp.down_proj.weight)
-        self.ffn = mlp.gate_proj.weight.shape[0]
         # The model rotates float32 activations in float32 (its cos/sin tables are float32) and any
         # other dtype in float32 too, casting back; the same here.
         self.float_rope = w_all.dtype != torch.float32
@@ -219,9 +225,9 @@ class FastLayer:
 
     def finish(self, x_BD: torch.Tensor, o_BE: torch.Tensor) -> torch.Tensor:
         """The output projection, residual and SwiGLU MLP after attention (``o_BE``: heads concatenated)."""
-        h = x_BD + rows_mm(o_BE, self.w_o)
-        gate, up = self.gate_up(h).split(self.ffn, 1)
-        return h + rows_mm(F.silu(gate).mul_(up), self.w_down)
+        h = residual_mm(x_BD, o_BE, self.w_o)
+        gate, up = self.gate_up(h).chunk(2, 1)
+        return residual_mm(h, F.silu(gate).mul_(up), self.w_down)
 
 
 class FastCross:
@@ -249,8 +255,11 @@ class FastCross:
         """``x + o_proj(attn(q_norm(x)))`` for one query per row ``[B, D]``, or ``Q`` per row
         ``[B, Q, D]`` (the module's own residual included); ``mask`` ``[B, 1, 1 or Q, K]`` or None."""
         shape = x_BD.shape
+        B, H, hd = shape[0], self.heads, self.head_dim
+        if x_BD.dim() == 2:  # one query per row: [B, H, 1, hd] in and out, no transposes
+            o = F.scaled_dot_product_attention(self.q(x_BD).view(B, H, 1, hd), k_BHKD, v_BHKD, attn_mask=mask)
+            return residual_mm(x_BD, o.view(B, H * hd), self.w_o)
         x_ND = x_BD.reshape(-1, shape[-1])
-        B = shape[0]
-        q = self.q(x_ND).view(B, -1, self.heads, self.head_dim)
+        q = self.q(x_ND).view(B, -1, H, hd)
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k_BHKD, v_BHKD, attn_mask=mask)
-        return x_BD + rows_mm(o.transpose(1, 2).reshape(x_ND.shape[0], -1), self.w_o).view(shape)
+        return residual_mm(x_ND, o.transpose(1, 2).reshape(x_ND.shape[0], -1), self.w_o).view(shape)
