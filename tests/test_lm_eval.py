@@ -253,6 +253,20 @@ def test_generate_until_stops_limits_and_is_deterministic(lm):
         lm.batch_size = before
 
 
+def test_generate_until_speculative_gives_the_greedy_bytes(lm, run_dir):
+    """``BltLM(speculative=K)``: greedy requests come out byte for byte as without it."""
+    from blt.core.errors import InputError
+    from blt.evaluation.lm_eval_adapter import BltLM
+
+    reqs = _requests("generate_until", [(p, {"until": ["\n"], "max_gen_toks": 20})
+                                        for p in ["And God said", "In the beginning", "x"]])
+    fast = BltLM(str(run_dir), batch_size=4, progress=False, speculative="6")
+    assert fast.speculative == 6
+    assert fast.generate_until(reqs) == lm.generate_until(reqs)
+    with pytest.raises(InputError, match="cached generation"):
+        BltLM(str(run_dir), progress=False, cache=False, speculative=4)
+
+
 def test_generate_until_refuses_unsupported_options(lm):
     from blt.core.errors import InputError
 
@@ -324,6 +338,7 @@ def test_bad_arguments_are_one_line(run_dir, tmp_path, capsys):
     _fails(capsys, ["lm-eval", str(run_dir), "--tasks", "x", "--limit", "0"], "--limit")
     _fails(capsys, ["lm-eval", str(run_dir), "--tasks", "x", "--include-path", str(tmp_path / "nowhere")], "not a directory")
     _fails(capsys, ["lm-eval", str(run_dir), "--tasks", " , "], "--tasks")
+    _fails(capsys, ["lm-eval", str(run_dir), "--tasks", "x", "--speculative", "0"], "--speculative")
 
 
 def test_relative_data_files_resolve_from_the_current_directory(run_dir, tmp_path, monkeypatch, capsys):

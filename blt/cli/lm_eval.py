@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-fewshot", type=int, default=None, metavar="K", help="few-shot examples (default: the task's)")
     parser.add_argument("--bootstrap-iters", type=int, default=100000, metavar="N",
                         help="bootstrap resamples for the stderr of metrics that need them (lm-eval's default 100000; 0 = none)")
+    parser.add_argument("--speculative", type=int, default=None, metavar="K",
+                        help="generation tasks: exact self-speculative decoding, drafting up to K bytes past each patch "
+                             "boundary (greedy outputs unchanged)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.num_fewshot is not None and args.num_fewshot < 0:
         raise InputError(f"--num-fewshot must be >= 0, got {args.num_fewshot}")
+    if args.speculative is not None and args.speculative < 1:
+        raise InputError(f"--speculative must be >= 1, got {args.speculative}")
     if args.bootstrap_iters < 0:
         raise InputError(f"--bootstrap-iters must be >= 0, got {args.bootstrap_iters}")
     include = [Path(p) for p in args.include_path or []]
@@ -55,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from blt.evaluation.lm_eval_adapter import BltLM  # one-line error when lm-eval is missing
 
     manager, names = task_manager(names, include)
-    lm = BltLM(args.checkpoint, batch_size=args.batch_size)
+    lm = BltLM(args.checkpoint, batch_size=args.batch_size, speculative=args.speculative)
     import lm_eval
     from lm_eval.utils import handle_non_serializable, make_table
 

@@ -20,7 +20,8 @@ is imported). Text is UTF-8 bytes; every method works on bytes, so nothing depen
   (cached generation with on-the-fly patching when the patcher allows it, else the no-cache path,
   which gives the same bytes), cut before the stop strings of ``until``; ``max_gen_toks``
   is a limit in bytes (tokens are bytes here). A context longer than the model's keeps its last
-  ``seq_len - 1`` bytes, as lm-eval's own backends truncate from the left.
+  ``seq_len - 1`` bytes, as lm-eval's own backends truncate from the left. ``speculative=K``
+  (``--model_args path=RUN,speculative=8``) decodes with exact self-speculative decoding.
 
 Results do not depend on batch composition or request order; sampling (``do_sample``) is seeded.
 """
@@ -62,12 +63,16 @@ class BltLM(LM):
     ``batch_size``: rows per forward pass (lm-eval may pass ``"auto"``, taken as the default);
     ``max_gen_toks``: default byte budget of ``generate_until``; ``seed``: sampling seed when a
     task asks for ``do_sample``; ``progress``: rich progress bars on stderr; ``cache``: cached
-    generation (None: whenever the patcher can patch on the fly).
+    generation (None: whenever the patcher can patch on the fly); ``speculative``: exact
+    self-speculative decoding drafting up to this many bytes past each patch boundary
+    (:mod:`blt.generate.speculative`; needs cached generation): greedy outputs are the same bytes,
+    sampled ones follow the same distribution but are other draws than without it.
     """
 
     def __init__(self, path: str | Path | Scorer | None = None, *, scorer: Scorer | None = None,
                  batch_size: int | str | None = 8, max_batch_size: int | None = None, device: str | None = None,
-                 max_gen_toks: int = 256, seed: int = 0, progress: bool = True, cache: bool | None = None) -> None:
+                 max_gen_toks: int = 256, seed: int = 0, progress: bool = True, cache: bool | None = None,
+                 speculative: int | None = None) -> None:
         super().__init__()
         if isinstance(path, Scorer):
             path, scorer = None, path
@@ -84,6 +89,10 @@ class BltLM(LM):
         self.seed = int(seed)
         self.progress = bool(progress)
         self.cache = cache
+        self.speculative = None if speculative in (None, 0, "0", "") else _positive_int(speculative, "speculative", default=1)
+        if self.speculative is not None and not self._use_cache():
+            raise InputError("speculative decoding needs cached generation, and this model's patcher cannot patch on the "
+                             "fly (or cache=False was given); drop speculative")
 
     # -- lm-eval's three request types -------------------------------------------------------------
 
@@ -139,7 +148,7 @@ class BltLM(LM):
                         self.scorer.model, self.scorer.patcher, [prompts[i] for i in chunk],
                         max_new_bytes=opts["max_gen_toks"], temperature=opts["temperature"], top_k=opts["top_k"],
                         top_p=opts["top_p"], seed=opts["seed"], stop_at_eos=True, cache=self._use_cache(),
-                        row_offset=start)
+                        row_offset=start, speculative=self.speculative)
                     for i, generated in zip(chunk, result.outputs, strict=True):
                         text = cut_at_stop(generated, options[i]["until"]).decode("utf-8", errors="replace")
                         out[i] = text
