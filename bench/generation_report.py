@@ -29,16 +29,21 @@ def generate_section(res: dict, cmd: str) -> list[str]:
 
 
 BATCH_WHY = (
-    "Why `space` gains less from a batch than `strided`: rows with different prompts close their patches at different "
-    "positions, so in a batch of 8 some row runs the close path (its patch vector, the global step, the decoder's "
-    "key/value update) at ~79% of the steps, against ~24% for one row; `strided` rows close together. A close costs "
-    "about 0.3 ms for one row and 0.4 ms for two (the tiny config's two global layers, ~60 small kernels: dispatch, "
-    "not arithmetic), so the batch is bounded by that path. Measured once by hand (2026-12-01, loaded machine) and "
-    "dropped: a global step over all 8 rows costs 0.53 ms, so stepping every row at every close (static shapes, no "
-    "row gathers) would cost more than gathering the 1-2 rows that close; RMSNorm as vector_norm / mean / vecdot "
-    "compositions is no faster than `F.rms_norm` (all ~9 us at [1, 64]); one decoder layer compiled with "
-    "`torch.compile` (cpp_wrapper) ran in 66 us against 96 us eager after 12 s of compilation, but the step's Python "
-    "control flow (patch rules, closes, rings) does not fit one graph, so a compiled step was not shipped.")
+    "Why `space` gains less from a batch than `strided`, and why x4 is out of reach on this config: rows with "
+    "different prompts close their patches at different positions, so in a batch of 8 some row runs the close path "
+    "(its patch vector, the global step, the decoder's key/value update) at ~79% of the steps, against ~24% for one "
+    "row; `strided` rows close together. Measured by hand (best of 5 runs of 256 bytes, 2026-12-01): one row costs "
+    "445 us per step (encoder 140, patch vectors 42, global 69, decoder push 19, decoder 113, the rest head and "
+    "bookkeeping); a batch of 8 costs ~1060 us per step (encoder 231, patch vectors 147, global 321, push 66, decoder "
+    "190). x4 needs the batch's step at no more than 2x the single row's (890 us). The close path alone adds ~400 us "
+    "(it runs 3.3x as often) and the rows' own arithmetic ~170 us: single-query attention over 8 rows costs 33 us "
+    "against 8 us for one (PyTorch's CPU flash kernel works head by head), an 8-row projection 8 us against 3; and "
+    "whatever shortens the close path or a kernel call shortens the single row's step too. Measured and dropped: "
+    "every row stepping through the global stack whenever any row closes (the cache read as one view, no gathers) "
+    "was 1.2x slower than gathering the ~2 closing rows; in a simulation where closing rows wait so that global "
+    "steps run together, the gain on this config is ~4%; one decoder layer compiled with `torch.compile` ran in 68 "
+    "us (56 us with cpp_wrapper) against 54 us eager, after 6-7 s of compilation and with outputs 1e-6 apart, so no "
+    "compiled step ships.")
 
 
 def floor_section(res: dict, cmd: str) -> list[str]:
