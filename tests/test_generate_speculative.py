@@ -54,17 +54,32 @@ def test_long_speculative_run_past_every_window(registry, entropy_files, encoder
 
 
 def test_global_calls_are_counted(registry, entropy_files, monkeypatch):
-    """``global_calls`` is the number of global-stack calls made; with the byte patcher (a patch per
-    byte) accepted drafts make it smaller than the plain count (one call per byte)."""
-    calls = []
+    """``global_calls`` is the number of global-stack calls made after the prompt (the prompt's are
+    made in blocks, as plain generation makes them); with the byte patcher (a patch per byte)
+    accepted drafts make it smaller than the plain count (one call per byte)."""
+    from blt.generate import speculative
+
+    calls, in_prefill = [], []
     for name in ("close", "close_row"):
         original = getattr(GlobalStep, name)
         monkeypatch.setattr(GlobalStep, name, lambda self, *a, _o=original, **k: calls.append(1) or _o(self, *a, **k))
+    real_prefill = speculative.prefill
+
+    def counted_prefill(*args):
+        before = len(calls)
+        out = real_prefill(*args)
+        in_prefill.append(len(calls) - before)
+        return out
+
+    monkeypatch.setattr(speculative, "prefill", counted_prefill)
     model, patcher = get_model(registry, "cross_attention", "cross_attention"), get_patcher(registry, "byte", entropy_files)
-    spec = generate_detailed(model, patcher, [as_ids(list(b"ab"))], max_new_bytes=30, stop_at_eos=False, speculative=4)
+    prompt = as_ids(list(b"ab cd"))
+    spec = generate_detailed(model, patcher, [prompt], max_new_bytes=30, stop_at_eos=False, speculative=4)
     stats = spec.speculation[0]
-    assert stats["global_calls"] == len(calls)
-    assert stats["accepted"] > 0 and stats["global_calls"] < spec.patches[0]
+    assert in_prefill == [1]  # the prompt's first 5 positions: one block, one call
+    assert stats["global_calls"] == len(calls) - 1 == stats["rounds"]
+    assert stats["prompt_patches"] == len(prompt)  # the byte patcher: a patch per prompt position
+    assert stats["accepted"] > 0 and stats["global_calls"] < spec.patches[0] - stats["prompt_patches"]
 
 
 def test_sampling_rule_keeps_the_target_distribution():

@@ -31,6 +31,7 @@ from blt.generate.caches import decode_backend
 from blt.generate.global_step import GlobalStep
 from blt.generate.outputs import RowOutputs
 from blt.generate.patch_starts import PatchStarts
+from blt.generate.prefill import can_prefill, prefill
 from blt.generate.steps import component_step
 from blt.tokens import EOS_ID
 
@@ -121,6 +122,19 @@ class CachedGenerator:
         h_B1D = self.decoder.step(position.bytes_B1D, position.t, self.read_B, position.doc_B)
         return self.model.lm_head(h_B1D[:, 0]).float()  # the module (its hooks run)
 
+    def block_schedule(self, positions: list[Position], states_M1G: torch.Tensor) -> tuple[list, list[int]]:
+        """For a block of consecutive ``positions`` (batch 1) whose closing patches ran through
+        :meth:`GlobalStep.close_row` (``states_M1G``, in order) and are not yet counted: the
+        decoder's ``pushes`` ``(position index, patch id, global state)`` and ``reads`` (the last
+        patch each position reads), as :meth:`verify` takes them."""
+        closing = [(i, p) for i, p in enumerate(positions) if p.closing]
+        pushes = [(i, int(p.pid_B[0]), states_M1G[q : q + 1]) for q, (i, p) in enumerate(closing)]
+        reads, closed = [], self.glob.counts[0] - 1  # the row's last patch closed before the block
+        for position in positions:
+            closed += bool(position.closing)
+            reads.append(closed)
+        return pushes, reads
+
     def verify(self, positions: list[Position], pushes: list, reads: list[int]) -> torch.Tensor:
         """The decoder's verification block over ``positions`` (batch 1; see the decoders'
         ``verify``) -> logits ``[M, 260]``."""
@@ -173,7 +187,14 @@ def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], m
     fed = [p[0] for p in prompts]
     greedy, shortest = rows.sampler.params.greedy, min(lengths)
     row_logits = not greedy or rows.logits is not None  # greedy rows need only the batch's argmax
-    for t in range(total):
+    first = 0
+    if lengths[0] > 1 and can_prefill(gen, B):  # one row: its prompt in blocks (blt.generate.prefill)
+        logits_V, _ = prefill(gen, prompts[0], device)
+        fed[0] = rows.add(0, logits_V, int(logits_V.argmax()) if greedy else None)
+        first = lengths[0]
+    for t in range(first, total):
+        if rows.all_done:
+            break
         logits_BV = gen.step(torch.tensor(fed, dtype=torch.long, device=device))
         choosing = t + 1 >= shortest  # some row is past its prompt
         choices = logits_BV.argmax(-1).tolist() if greedy and choosing else [None] * B  # one argmax for the batch
@@ -184,6 +205,4 @@ def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], m
             elif not rows.done[b]:
                 fed[b] = rows.add(b, logits[b], choices[b])
             # a finished row keeps stepping with its last token until the batch is done; its outputs are ignored
-        if rows.all_done:
-            break
     return gen.patches_closed()

@@ -31,6 +31,7 @@ class LocalStack:
                  backend: object, like: torch.Tensor, block_documents: bool = True) -> None:
         self.window, self.block_documents = window, block_documents
         self.store = local_store(list(layers), batch, window, total, like)
+        self.capacity = self.store.capacity  # as built (reserve() may grow the store, settle() shrinks it back)
         self.fast = [FastLayer(layer) for layer in layers]
         self.head_dim, self.rope_theta = layers[0].self_attn.head_dim, rope_theta
         # every position's RoPE tables, computed once (extended if a stream runs past ``total``)
@@ -65,6 +66,25 @@ class LocalStack:
             store.replace(k, v, doc)
         pos_C[positions % new_C] = positions
         self.pos_C = pos_C
+
+    def settle(self, doc_B: torch.Tensor, same_doc_from: int) -> None:
+        """Undo :meth:`reserve` after a prompt's blocks (prefill): the live positions go back into a
+        ring of the capacity the stack was built with, slot ``t % C``, and steps stop masking by
+        position. ``doc_B``: the document-id tensor the next steps pass (the generator's current
+        one); ``same_doc_from``: the first position of its current documents (after the prompt's
+        last EOS), so the document mask is skipped as before."""
+        if self.pos_C is None:
+            return
+        store, C = self.store, self.capacity
+        if store.capacity != C:
+            positions = torch.arange(max(0, self.last_t - C + 1), self.last_t + 1, device=store.k.device)
+            old, new = positions % store.capacity, positions % C
+            k = store.k.new_zeros(store.k.shape[:3] + (C,) + store.k.shape[4:])
+            v, doc = torch.zeros_like(k), store.doc_BC.new_zeros(store.doc_BC.shape[0], C)
+            k[:, :, :, new], v[:, :, :, new], doc[:, new] = store.k[:, :, :, old], store.v[:, :, :, old], store.doc_BC[:, old]
+            store.replace(k, v, doc)
+        self.pos_C = None
+        self.seen_doc_B, self.same_doc_from = doc_B, same_doc_from
 
     def snapshot(self) -> tuple:
         if self.journal is None:

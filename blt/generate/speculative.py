@@ -42,6 +42,7 @@ import torch
 
 from blt.core.errors import UnavailableError
 from blt.generate.outputs import RowOutputs
+from blt.generate.prefill import can_prefill, prefill
 from blt.generate.sampling import sampling_probs
 from blt.generate.steps import component_step
 from blt.tokens import EOS_ID
@@ -52,13 +53,15 @@ REWIND = ("snapshot", "restore", "commit")
 @attrs.define
 class SpeculationStats:
     """Per row: ``rounds`` (verifications), ``drafted`` / ``accepted`` draft bytes, ``global_calls``
-    (global-stack calls, verifications included) and ``tokens`` generated."""
+    (global-stack calls after the prompt: one per round), ``tokens`` generated and
+    ``prompt_patches`` (patches closed at the prompt's positions, which plain generation runs too)."""
 
     rounds: int = 0
     drafted: int = 0
     accepted: int = 0
     global_calls: int = 0
     tokens: int = 0
+    prompt_patches: int = 0
 
     def as_dict(self) -> dict:
         out = attrs.asdict(self)
@@ -114,8 +117,6 @@ class RowSpeculation:
         # other is rewound and re-decodes them one at a time (the same logits).
         decoder = gen.decoder
         self.batched = callable(getattr(decoder, "reserve", None)) and callable(getattr(decoder, "verify", None))
-        if self.batched:
-            decoder.reserve(lookahead)
 
     def ids(self, token: int) -> torch.Tensor:
         return torch.tensor([token], dtype=torch.long, device=self.device)
@@ -123,15 +124,23 @@ class RowSpeculation:
     def run(self, prompt: list[int]) -> None:
         gen, rows, b = self.gen, self.rows, self.row
         token = prompt[0]
+        if len(prompt) > 2 and can_prefill(gen, 1):
+            # all but the last prompt position in blocks (blt.generate.prefill); the last one steps,
+            # so a patch closing there starts a draft as usual
+            prefill(gen, prompt[:-1], self.device)
+            token = prompt[-1]
+        if self.batched:
+            gen.decoder.reserve(self.lookahead)
         while not rows.done[b]:
             position = gen.advance(self.ids(token))
             in_prompt = position.t + 1 < len(prompt)
+            if position.t + 1 == len(prompt):
+                self.stats.prompt_patches = gen.glob.counts[0] + bool(position.closing)
             if position.closing and not in_prompt:
                 token = self.round(position)
                 continue
-            if position.closing:
+            if position.closing:  # a prompt position: no draft
                 gen.close(position)
-                self.stats.global_calls += 1
             logits_V = gen.decode(position)[0]
             token = prompt[position.t + 1] if in_prompt else rows.add(b, logits_V)
 
@@ -179,12 +188,7 @@ class RowSpeculation:
         position; the kept patches are pushed into the decoder. -> (the last kept position, the
         next token)."""
         gen = self.gen
-        pushes = [(i, int(p.pid_B[0]), states_M1G[q : q + 1]) for q, (i, p) in enumerate(closing)]
-        reads, closed = [], gen.glob.counts[0] - 1  # the row's last patch closed before this round
-        for position in positions:
-            closed += bool(position.closing)
-            reads.append(closed)
-        logits_MV = gen.verify(positions, pushes, reads)
+        logits_MV = gen.verify(positions, *gen.block_schedule(positions, states_M1G))
         for i in range(len(positions)):
             token, stop = self.accept(i, logits_MV[i], drafts, draft_probs, len(positions) - 1)
             if stop:

@@ -152,8 +152,12 @@ class CrossAttentionDecoderStep:
         self.stack.commit()
 
     def reserve(self, extra: int) -> None:
-        """Room for speculative decoding's verification blocks (:meth:`LocalStack.reserve`)."""
+        """Room for blocks of positions: speculative verification, prompt prefill (:meth:`LocalStack.reserve`)."""
         self.stack.reserve(extra)
+
+    def settle(self, doc_B: torch.Tensor, same_doc_from: int) -> None:
+        """Back to the plain ring after a prefill (:meth:`LocalStack.settle`)."""
+        self.stack.settle(doc_B, same_doc_from)
 
     def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int]) -> torch.Tensor:
         """Speculative decoding's verification, batch 1: positions ``t0 .. t0 + M - 1`` in one pass
