@@ -168,38 +168,48 @@ def test_cached_step_matches_the_oracle_in_lower_precision(registry, entropy_fil
 
 @pytest.mark.parametrize("encoder, decoder", COMBOS)
 @pytest.mark.parametrize("patcher_name", ["space", "entropy", "strided"])
+@pytest.mark.parametrize("rows", [1, 3])
 def test_prompt_prefill_in_blocks_matches_stepping_and_the_oracle(registry, entropy_files, monkeypatch, encoder, decoder,
-                                                                  patcher_name):
-    """One row's prompt goes in blocks (here of 7 positions, so a 40-byte prompt with EOS takes six, past
-    every window): the new bytes and logits equal the no-cache oracle's and stepping's, and the
-    decoder's ring is back to its window afterwards."""
+                                                                  patcher_name, rows):
+    """Prompts go in blocks (here of 7 positions, so a 45-byte prompt with EOS takes six, past every
+    window), one row or a ragged batch: the new bytes and logits equal the no-cache oracle's and
+    stepping's, and the decoder's ring is back to its window afterwards."""
     from blt.generate import cached, prefill
 
     monkeypatch.setattr(prefill, "BLOCK", 7)
     calls = []
     real_prefill = cached.prefill
-    monkeypatch.setattr(cached, "prefill", lambda gen, prompt, device: calls.append(gen) or real_prefill(gen, prompt, device))
+    monkeypatch.setattr(cached, "prefill", lambda gen, prompts, device: calls.append(gen) or real_prefill(gen, prompts, device))
     model, patcher = get_model(registry, encoder, decoder), get_patcher(registry, patcher_name, entropy_files)
-    # EOS early and 3 bytes before the end: after the prompt the decoder's ring holds both documents
-    prompt = as_ids(list(b"ab cd.\n1 ab") + [-2] + list(b"cd ab. cd 1 ab cd\n1 1 ab cd ab") + [-2] + list(b"1 a"))
+    # EOS early and near the end: after the prompt the decoder's ring holds both documents
+    texts = [list(b"ab cd.\n1 ab") + [-2] + list(b"cd ab. cd 1 ab cd\n1 1 ab cd ab") + [-2] + list(b"1 a"),
+             list(b"1 1 ab cd ab. cd\n") + [-2] + list(b"ab cd 1 1 ab ab cd. ab\n1 cd ab 1"),
+             list(b"cd cd 1. ab") + [-2] + list(b"\nab 1 cd ab cd 1 ab cd 1 1 ab") + [-2] + list(b"cd ab 1 cd")]
+    prompts = [as_ids(text) for text in texts[:rows]]
     kw = dict(max_new_bytes=6, keep_logits=True, stop_at_eos=False)
-    blocked = generate_detailed(model, patcher, [prompt], **kw)
+    blocked = generate_detailed(model, patcher, prompts, **kw)
     assert len(calls) == 1
     stack = calls[0].decoder.stack
-    assert stack.pos_C is None and stack.store.capacity == stack.capacity == min(7, len(prompt) + 6)
-    assert_same(blocked, generate_detailed(model, patcher, [prompt], cache=False, **kw))
+    assert stack.pos_C is None and stack.store.capacity == stack.capacity == 7
+    assert_same(blocked, generate_detailed(model, patcher, prompts, cache=False, **kw))
     monkeypatch.setattr(cached, "can_prefill", lambda gen, batch: False)
-    stepped = generate_detailed(model, patcher, [prompt], **kw)
+    stepped = generate_detailed(model, patcher, prompts, **kw)
     assert len(calls) == 1 and stepped.new_tokens == blocked.new_tokens
     for a, b in zip(stepped.logits, blocked.logits):
         torch.testing.assert_close(a, b, atol=1e-9, rtol=0)
 
 
-def test_batches_step_through_their_prompts(registry, entropy_files, monkeypatch):
+def test_a_plugin_verify_without_rows_prefills_one_row_only(registry, entropy_files, monkeypatch):
     from blt.generate import cached
+    from blt.plugins.decoders.cross_attention import CrossAttentionDecoderStep
 
+    real_verify = CrossAttentionDecoderStep.verify
+    monkeypatch.setattr(CrossAttentionDecoderStep, "verify",
+                        lambda self, bytes_M1D, t0, doc_M, pushes, reads: real_verify(self, bytes_M1D, t0, doc_M, pushes, reads))
     calls = []
-    monkeypatch.setattr(cached, "prefill", lambda *args: calls.append(args))
+    real_prefill = cached.prefill
+    monkeypatch.setattr(cached, "prefill", lambda *args: calls.append(len(args[1])) or real_prefill(*args))
     model, patcher = get_model(registry, "cross_attention", "cross_attention"), get_patcher(registry, "space", entropy_files)
     generate(model, patcher, ["ab cd", "1 1"], max_new_bytes=3)
-    assert calls == []
+    generate(model, patcher, ["ab cd"], max_new_bytes=3)
+    assert calls == [1]

@@ -122,16 +122,17 @@ class CachedGenerator:
         h_B1D = self.decoder.step(position.bytes_B1D, position.t, self.read_B, position.doc_B)
         return self.model.lm_head(h_B1D[:, 0]).float()  # the module (its hooks run)
 
-    def block_schedule(self, positions: list[Position], states_M1G: torch.Tensor) -> tuple[list, list[int]]:
-        """For a block of consecutive ``positions`` (batch 1) whose closing patches ran through
+    def block_schedule(self, positions: list[Position], states_M1G: torch.Tensor | None,
+                       row: int = 0) -> tuple[list, list[int]]:
+        """For a block of consecutive ``positions`` whose patches closing in ``row`` ran through
         :meth:`GlobalStep.close_row` (``states_M1G``, in order) and are not yet counted: the
         decoder's ``pushes`` ``(position index, patch id, global state)`` and ``reads`` (the last
-        patch each position reads), as :meth:`verify` takes them."""
-        closing = [(i, p) for i, p in enumerate(positions) if p.closing]
-        pushes = [(i, int(p.pid_B[0]), states_M1G[q : q + 1]) for q, (i, p) in enumerate(closing)]
-        reads, closed = [], self.glob.counts[0] - 1  # the row's last patch closed before the block
+        patch each position reads) for that row, as the decoders' ``verify`` takes them."""
+        closing = [i for i, p in enumerate(positions) if row in p.closing]
+        pushes = [(i, int(positions[i].pid_B[row]), states_M1G[q : q + 1]) for q, i in enumerate(closing)]
+        reads, closed = [], self.glob.counts[row] - 1  # the row's last patch closed before the block
         for position in positions:
-            closed += bool(position.closing)
+            closed += row in position.closing
             reads.append(closed)
         return pushes, reads
 
@@ -187,11 +188,12 @@ def run_cached(model: torch.nn.Module, patcher: Any, prompts: list[list[int]], m
     fed = [p[0] for p in prompts]
     greedy, shortest = rows.sampler.params.greedy, min(lengths)
     row_logits = not greedy or rows.logits is not None  # greedy rows need only the batch's argmax
-    first = 0
-    if lengths[0] > 1 and can_prefill(gen, B):  # one row: its prompt in blocks (blt.generate.prefill)
-        logits_V, _ = prefill(gen, prompts[0], device)
-        fed[0] = rows.add(0, logits_V, int(logits_V.argmax()) if greedy else None)
-        first = lengths[0]
+    first = shortest - 1  # positions every row reads from its prompt, before the last one
+    if first > 0 and can_prefill(gen, B):  # in blocks (blt.generate.prefill)
+        prefill(gen, [p[:first] for p in prompts], device)
+        fed = [p[first] for p in prompts]
+    else:
+        first = 0
     for t in range(first, total):
         if rows.all_done:
             break

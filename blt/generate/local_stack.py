@@ -128,21 +128,22 @@ class LocalStack:
                                                    self.rope_theta)
         self.cos, self.sin = self.cos_TD[t], self.sin_TD[t]
 
-    def begin_block(self, t0: int, doc_M: torch.Tensor) -> None:
-        """Positions ``t0 .. t0 + M - 1`` of one row (batch 1) at once, after :meth:`reserve`: their
+    def begin_block(self, t0: int, doc_M: torch.Tensor, row: int = 0) -> None:
+        """Positions ``t0 .. t0 + M - 1`` of cache row ``row`` at once, after :meth:`reserve`: their
         keys go to their slots and query i sees the live slots up to position ``t0 + i``, as
-        :meth:`begin` at that position would, with the earlier block positions' keys among them."""
+        :meth:`begin` at that position would, with the earlier block positions' keys among them.
+        (Rows share positions, so a block may run for each row in turn.)"""
         store, C, M = self.store, self.store.capacity, doc_M.shape[0]
         positions_M = torch.arange(t0, t0 + M, device=doc_M.device)
-        self.block_slots = positions_M % C
+        self.block_slots, self.block_row = positions_M % C, row
         self.pos_C[self.block_slots] = positions_M
-        store.doc_BC[0, self.block_slots] = doc_M
+        store.doc_BC[row, self.block_slots] = doc_M
         self.used = min(C, t0 + M)
         pos = self.pos_C[: self.used][None, :]
         q = positions_M[:, None]
         live = (pos <= q) & (pos > q - self.window if self.window is not None else pos >= 0)
         if self.block_documents:
-            live = live & (store.doc_BC[0, : self.used][None, :] == doc_M[:, None])
+            live = live & (store.doc_BC[row, : self.used][None, :] == doc_M[:, None])
         self.block_mask = live[None, None]
         self.last_t = t0 + M - 1
         if t0 + M > self.cos_TD.shape[0]:
@@ -152,7 +153,7 @@ class LocalStack:
 
     def layer_block(self, i: int, h_MD: torch.Tensor) -> torch.Tensor:
         """Layer ``i`` for the positions of :meth:`begin_block`, ``[M, D]`` -> ``[M, D]``."""
-        return self.fast[i].queries(h_MD, self.block_cos, self.block_sin, *self.store.layers[i], 0,
+        return self.fast[i].queries(h_MD, self.block_cos, self.block_sin, *self.store.layers[i], self.block_row,
                                     self.block_slots, self.used, self.block_mask)
 
     def layer(self, i: int, h_BD: torch.Tensor) -> torch.Tensor:

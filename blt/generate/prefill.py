@@ -1,28 +1,29 @@
-"""Prompt prefill for one row: the prompt's global steps and decoder positions in one pass each.
+"""Prompt prefill: the prompts' global steps and decoder positions in one pass per block and row.
 
-Stepping through a prompt costs what generating it costs, though only the last prompt position's
-logits are used. With one row (batch 1) and a decoder step that offers ``reserve()``, ``verify()``
-and ``settle()`` (both builtin decoders do), the prompt goes in blocks of up to
-:data:`BLOCK` positions:
+Stepping through a prompt costs what generating it costs, though no prompt position's logits are
+used but the last. With a decoder step that offers ``reserve()``, ``verify()`` and ``settle()``
+(both builtin decoders do), positions ``0 .. P - 1`` (``P``: the shortest prompt's length minus
+one, so every row is still reading its prompt there) go in blocks of up to :data:`BLOCK`:
 
-1. the encoder and the patcher consume the block's bytes one by one (the encoder's byte states and
-   patch vectors depend on bytes only, and the patcher's rule runs byte by byte anyway);
-2. one call of the global stack runs every patch closed in the block
-   (:meth:`blt.generate.global_step.GlobalStep.close_row`);
-3. one pass of the decoder computes every position of the block with the global states stepping
-   would give it (``verify``, the pass speculative decoding verifies drafts with), and the closed
-   patches are pushed into its ring.
+1. the encoder and the patcher consume the block's bytes position by position, every row at once
+   (the encoder's byte states and patch vectors depend on bytes only, and the patcher's rule runs
+   byte by byte anyway);
+2. per row, one call of the global stack runs every patch the row closed in the block
+   (:meth:`blt.generate.global_step.GlobalStep.close_row`), and one pass of the decoder computes
+   the row's positions of the block with the global states stepping would give them (``verify``,
+   the pass speculative decoding verifies drafts with); the closed patches are then pushed into
+   the decoder's ring.
 
 The decoder's ring grows by a block for the duration (``reserve``) and goes back to its window
-afterwards (``settle``). The logits at the last prompt position are those stepping computes, up to
-rounding (several positions per call). Other decoders, and batches, step through their prompts.
-Plain cached generation (:func:`blt.generate.cached.run_cached`) prefills a single row's prompt
-this way, and speculative decoding all of it but the last position (which steps, so that a patch
-closing there starts a draft).
+afterwards (``settle``); position ``P`` onwards steps as usual, so its logits come from a plain
+step. Plain cached generation and speculative decoding (before its drafting starts) prefill this
+way; a decoder step without these methods steps through its prompts. A plugin decoder whose
+``verify`` has no ``row`` parameter prefills one row only.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -34,30 +35,45 @@ BLOCK = 512  # prompt positions per block: bounds the block's masks ([BLOCK, win
 
 def can_prefill(gen: Any, batch: int) -> bool:
     decoder, glob = getattr(gen, "decoder", None), getattr(gen, "glob", None)
-    return (batch == 1 and all(callable(getattr(decoder, n, None)) for n in ("reserve", "verify", "settle"))
+    if not (all(callable(getattr(decoder, n, None)) for n in ("reserve", "verify", "settle", "push"))
             and all(callable(getattr(glob, n, None)) for n in ("close_row", "keep"))
-            and all(callable(getattr(gen, n, None)) for n in ("advance", "block_schedule", "verify", "push")))
+            and all(callable(getattr(gen, n, None)) for n in ("advance", "block_schedule"))):
+        return False
+    return batch == 1 or "row" in inspect.signature(decoder.verify).parameters
 
 
-def prefill(gen: Any, prompt: list[int], device: torch.device) -> tuple[torch.Tensor, int]:
-    """Positions ``0 .. len(prompt) - 1`` of one row -> (the logits at the last one ``[260]``, the
-    global-stack calls made)."""
-    gen.decoder.reserve(min(BLOCK, len(prompt)))
-    last_eos, calls = -1, 0
-    for start in range(0, len(prompt), BLOCK):
-        block = prompt[start : start + BLOCK]
-        positions = [gen.advance(torch.tensor([token], dtype=torch.long, device=device)) for token in block]
-        last_eos = max([start + i for i, token in enumerate(block) if token == EOS_ID], default=last_eos)
-        closing = [p for p in positions if p.closing]
-        states_M1G = None
-        if closing:
-            states_M1G = gen.glob.close_row(0, torch.cat([p.vectors for p in closing]), [p.has_eos[0] for p in closing])
-            calls += 1
-        pushes, reads = gen.block_schedule(positions, states_M1G)
-        logits_MV = gen.verify(positions, pushes, reads)
-        if closing:
-            gen.glob.keep(len(closing))
-            for q, position in enumerate(closing):
-                gen.push(position, states_M1G[q : q + 1])
-    gen.decoder.settle(gen.eos_before_B, last_eos + 1)
-    return logits_MV[-1], calls
+def prefill(gen: Any, prompts: list[list[int]], device: torch.device) -> None:
+    """Positions ``0 .. P - 1`` of every row (``prompts``: each row's first ``P`` tokens)."""
+    P, B = len(prompts[0]), len(prompts)
+    gen.decoder.reserve(min(BLOCK, P))
+    same_doc_from = 0  # the first position from which every row's bytes are in its current document
+    for start in range(0, P, BLOCK):
+        stop = min(P, start + BLOCK)
+        positions = [gen.advance(torch.tensor([p[t] for p in prompts], dtype=torch.long, device=device))
+                     for t in range(start, stop)]
+        for b in range(B):
+            decode_block(gen, positions, b, batch=B)
+        for b, prompt in enumerate(prompts):
+            eos = [t for t in range(start, stop) if prompt[t] == EOS_ID]
+            same_doc_from = max(same_doc_from, eos[-1] + 1 if eos else 0)
+    gen.read_B = gen.glob.count_B - 1  # each row's last closed patch, as CachedGenerator.push leaves it
+    gen.decoder.settle(gen.eos_before_B, same_doc_from)
+
+
+def decode_block(gen: Any, positions: list, b: int, batch: int) -> None:
+    """Row ``b``'s global call and decoder pass over a block of ``positions``, then its pushes."""
+    closing = [(i, p, p.closing.index(b)) for i, p in enumerate(positions) if b in p.closing]
+    states_M1G = None
+    if closing:
+        states_M1G = gen.glob.close_row(b, torch.cat([p.vectors[c : c + 1] for _, p, c in closing]),
+                                        [p.has_eos[c] for _, p, c in closing])
+    pushes, reads = gen.block_schedule(positions, states_M1G, b)
+    bytes_M1D = torch.cat([p.bytes_B1D[b : b + 1] for p in positions])
+    doc_M = torch.cat([p.doc_B[b : b + 1] for p in positions])
+    extra = {"row": b} if batch > 1 else {}
+    gen.decoder.verify(bytes_M1D, positions[0].t, doc_M, pushes, reads, **extra)
+    if closing:
+        gen.glob.keep(len(closing))
+        rows_1 = torch.tensor([b], dtype=torch.long, device=bytes_M1D.device)
+        for q, (_, p, _) in enumerate(closing):
+            gen.decoder.push(rows_1, p.pid_B[b : b + 1], states_M1G[q : q + 1])

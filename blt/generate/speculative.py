@@ -127,7 +127,7 @@ class RowSpeculation:
         if len(prompt) > 2 and can_prefill(gen, 1):
             # all but the last prompt position in blocks (blt.generate.prefill); the last one steps,
             # so a patch closing there starts a draft as usual
-            prefill(gen, prompt[:-1], self.device)
+            prefill(gen, [prompt[:-1]], self.device)
             token = prompt[-1]
         if self.batched:
             gen.decoder.reserve(self.lookahead)

@@ -101,11 +101,13 @@ class AddDecoderStep:
         """Back to the plain ring after a prefill (:meth:`LocalStack.settle`)."""
         self.stack.settle(doc_B, same_doc_from)
 
-    def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int]) -> torch.Tensor:
-        """Speculative decoding's verification, batch 1 (see the cross-attention decoder's
-        ``verify``): position i adds the last global state pushed at or before it."""
+    def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int],
+               row: int = 0) -> torch.Tensor:
+        """Speculative decoding's verification and prompt prefill for row ``row`` (see the
+        cross-attention decoder's ``verify``): position i adds the last global state pushed at or
+        before it."""
         proj = self.decoder.patch_embedding_projection
-        latest, per, j = self.latest_B1D[:1], [], 0
+        latest, per, j = self.latest_B1D[row : row + 1], [], 0
         for i in range(bytes_M1D.shape[0]):
             while j < len(pushes) and pushes[j][0] <= i:
                 state = pushes[j][2]
@@ -113,7 +115,7 @@ class AddDecoderStep:
                 j += 1
             per.append(latest)
         h_MD = (bytes_M1D + torch.cat(per, dim=0))[:, 0]
-        self.stack.begin_block(t0, doc_M)
+        self.stack.begin_block(t0, doc_M, row)
         for i in range(len(self.decoder.layers)):
             h_MD = self.stack.layer_block(i, h_MD)
         return self.final_norm(h_MD)[:, None]

@@ -159,16 +159,17 @@ class CrossAttentionDecoderStep:
         """Back to the plain ring after a prefill (:meth:`LocalStack.settle`)."""
         self.stack.settle(doc_B, same_doc_from)
 
-    def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int]) -> torch.Tensor:
-        """Speculative decoding's verification, batch 1: positions ``t0 .. t0 + M - 1`` in one pass
-        -> normed decoder states ``[M, 1, d]``. ``pushes``: ``(position index, patch id, global
+    def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int],
+               row: int = 0) -> torch.Tensor:
+        """Speculative decoding's verification and prompt prefill: positions ``t0 .. t0 + M - 1`` of
+        row ``row`` in one pass -> normed decoder states ``[M, 1, d]``. ``pushes``: ``(position index, patch id, global
         state [1, 1, d_global])`` of the patches closing from t0 on, each pushed before the position
         it names; ``reads[i]``: the last patch position i reads. The cross-attention keys are the
         ring's slots and the pushed patches' slots, and query i is masked to patches
         ``reads[i] - W + 1 .. reads[i]``, what the ring holds at that position when stepping. The
         ring is left as it is: the caller pushes the patches it keeps."""
         M, W = bytes_M1D.shape[0], self.window
-        ids_S = self.ring_pos_BS[0]  # the patch id of each ring slot (EMPTY: none yet)
+        ids_S = self.ring_pos_BS[row]  # the patch id of each ring slot (EMPTY: none yet)
         new_1SD = None
         if pushes:
             states_1MG = torch.cat([state for _, _, state in pushes], dim=1)
@@ -179,12 +180,12 @@ class CrossAttentionDecoderStep:
         mask = ((ids_S[None] <= reads_M1) & (ids_S[None] > reads_M1 - W))[None, None]
         keys = []
         for i, cross in enumerate(self.fast_cross):
-            k, v = self.cross_kv[i]
+            k, v = (t.narrow(0, row, 1) for t in self.cross_kv[i])
             if new_1SD is not None:
                 k_new, v_new = cross.keys(new_1SD)
                 k, v = torch.cat([k, k_new], dim=2), torch.cat([v, v_new], dim=2)
             keys.append((k, v))
-        self.stack.begin_block(t0, doc_M)
+        self.stack.begin_block(t0, doc_M, row)
         h_1MD = bytes_M1D.view(1, M, -1)
         for i in range(len(self.decoder.layers)):
             if i < len(self.fast_cross):  # the reference's double residual, as in step
