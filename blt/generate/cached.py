@@ -18,6 +18,10 @@ every row known:
 
 Documents (EOS) are tracked as the model does: byte documents count EOS strictly before a byte;
 a patch is EOS-marked iff one of its bytes is EOS.
+
+Before the first step, the positions every row reads from its prompt (all but the shortest
+prompt's last byte) can go in blocks instead (:mod:`blt.generate.prefill`): the same steps 1-2
+position by position, then 3-4 for a whole block per row, with the same results.
 """
 
 from __future__ import annotations
