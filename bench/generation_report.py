@@ -43,7 +43,9 @@ BATCH_WHY = (
     "was 1.2x slower than gathering the ~2 closing rows; in a simulation where closing rows wait so that global "
     "steps run together, the gain on this config is ~4%; one decoder layer compiled with `torch.compile` ran in 68 "
     "us (56 us with cpp_wrapper) against 54 us eager, after 6-7 s of compilation and with outputs 1e-6 apart, so no "
-    "compiled step ships.")
+    "compiled step ships. Both sides read their prompts in blocks (`blt/generate/prefill.py`): the single row all "
+    "of its 55-byte prompt but the last byte, the batch up to its shortest prompt (34 bytes), so prefill speeds up "
+    "the single row more; the same benchmark gave x3.37 before prefill (an earlier run on 2026-12-01).")
 
 
 def floor_section(res: dict, cmd: str) -> list[str]:
