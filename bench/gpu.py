@@ -315,6 +315,13 @@ def section_generation(cfg: dict, device: torch.device, smoke: bool) -> dict:
         generate(model, patcher, prompts, max_new_bytes=8, cache=cache, stop_at_eos=False)
         t = time_call(lambda: generate(model, patcher, prompts, max_new_bytes=n, cache=cache, stop_at_eos=False))
         out["cached" if cache else "nocache"] = {"seconds": t, "bytes_per_s": n * len(prompts) / t}
+    # issue 15's batch target on the GPU: 8 ragged prompts against one, cached (rows close patches
+    # at different steps), where a step is launch-bound and rows cost little extra arithmetic
+    ragged = [prompts[0][: len(prompts[0]) - 3 * i] for i in range(8)]
+    one = time_call(lambda: generate(model, patcher, ragged[:1], max_new_bytes=n, stop_at_eos=False))
+    many = time_call(lambda: generate(model, patcher, ragged, max_new_bytes=n, stop_at_eos=False))
+    out["batch"] = {"rows": len(ragged), "one_bytes_per_s": n / one, "batch_bytes_per_s": n * len(ragged) / many,
+                    "ratio": len(ragged) * one / many}
     return out
 
 

@@ -264,6 +264,10 @@ def gpu_section(results_dir: Path) -> list[str]:
     if "cached" in ge:
         lines += [f"Generation ({ge['rows']} rows x {ge['new_bytes']} new bytes): cached {ge['cached']['bytes_per_s']:.1f} B/s, "
                   f"no-cache {ge['nocache']['bytes_per_s']:.1f} B/s (launch-bound at this size: one tiny step per byte).", ""]
+        if "batch" in ge:
+            b = ge["batch"]
+            lines += [f"Batch of {b['rows']} ragged prompts vs one (cached, `space`): total bytes/s x{b['ratio']:.2f} "
+                      f"({b['batch_bytes_per_s']:.0f} against {b['one_bytes_per_s']:.0f} B/s).", ""]
     return lines
 
 
