@@ -140,13 +140,24 @@ class CachedGenerator:
             reads.append(closed)
         return pushes, reads
 
+    def decode_block(self, positions: list[Position], pushes: list, reads: list[int], row: int | None = None) -> torch.Tensor:
+        """The decoder's one pass over a block of ``positions`` (see the decoders' ``verify``) for
+        row ``row`` (None: batch 1, row 0) -> normed decoder states ``[M, 1, d]``."""
+        b = 0 if row is None else row
+        bytes_M1D = torch.cat([p.bytes_B1D[b : b + 1] for p in positions])
+        doc_M = torch.cat([p.doc_B[b : b + 1] for p in positions])
+        extra = {} if row is None else {"row": row}  # a plugin verify may take no row (batch 1 only)
+        return self.decoder.verify(bytes_M1D, positions[0].t, doc_M, pushes, reads, **extra)
+
     def verify(self, positions: list[Position], pushes: list, reads: list[int]) -> torch.Tensor:
-        """The decoder's verification block over ``positions`` (batch 1; see the decoders'
-        ``verify``) -> logits ``[M, 260]``."""
-        bytes_M1D = torch.cat([p.bytes_B1D for p in positions])
-        doc_M = torch.cat([p.doc_B for p in positions])
-        h_M1D = self.decoder.verify(bytes_M1D, positions[0].t, doc_M, pushes, reads)
-        return self.model.lm_head(h_M1D[:, 0]).float()
+        """:meth:`decode_block` for batch 1 -> logits ``[M, 260]``."""
+        return self.model.lm_head(self.decode_block(positions, pushes, reads)[:, 0]).float()
+
+    def push_row(self, position: Position, row: int, global_11G: torch.Tensor) -> None:
+        """Row ``row``'s patch closing at ``position``, global state ``[1, 1, d_global]``, into the decoder."""
+        rows_1 = torch.tensor([row], dtype=torch.long, device=self.device)
+        self.decoder.push(rows_1, position.pid_B[row : row + 1], global_11G)
+        self.read_B = self.glob.count_B - 1
 
     # --- rewinding (speculative decoding, one row) ----------------------------------------------
     def snapshot(self) -> tuple:

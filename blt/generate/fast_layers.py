@@ -92,8 +92,7 @@ class NormedProjection:
         self.eps, self.own_stats = norm.eps, w_OD.dtype in STAT_DTYPES
         folded = w_OD * norm.weight
         self.w_DO = mm_weight(folded * D**0.5 if self.own_stats else folded)
-        self.c = torch.tensor((D * norm.eps) ** 0.5, dtype=w_OD.dtype if self.own_stats else torch.float32,
-                              device=w_OD.device)
+        self.c = torch.tensor((D * norm.eps) ** 0.5, dtype=w_OD.dtype, device=w_OD.device) if self.own_stats else None
 
     def __call__(self, x_ND: torch.Tensor) -> torch.Tensor:
         if self.own_stats:

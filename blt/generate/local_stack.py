@@ -56,16 +56,23 @@ class LocalStack:
         if self.pos_C is not None and not grow:
             return
         new_C = self.window + extra if grow else C
-        positions = torch.arange(max(0, self.last_t - C + 1), self.last_t + 1, device=store.k.device)
+        positions = self._move_to(new_C)
         pos_C = torch.full((new_C,), -(2**62), dtype=torch.long, device=store.k.device)
-        if grow:
+        pos_C[positions % new_C] = positions
+        self.pos_C = pos_C
+
+    def _move_to(self, new_C: int) -> torch.Tensor:
+        """The last ``min(C, new_C)`` positions up to the latest into a store of ``new_C`` slots
+        (slot ``t % new_C``); -> those positions."""
+        store, C = self.store, self.store.capacity
+        positions = torch.arange(max(0, self.last_t - min(C, new_C) + 1), self.last_t + 1, device=store.k.device)
+        if new_C != C:
             old, new = positions % C, positions % new_C
             k = store.k.new_zeros(store.k.shape[:3] + (new_C,) + store.k.shape[4:])
             v, doc = torch.zeros_like(k), store.doc_BC.new_zeros(store.doc_BC.shape[0], new_C)
             k[:, :, :, new], v[:, :, :, new], doc[:, new] = store.k[:, :, :, old], store.v[:, :, :, old], store.doc_BC[:, old]
             store.replace(k, v, doc)
-        pos_C[positions % new_C] = positions
-        self.pos_C = pos_C
+        return positions
 
     def settle(self, doc_B: torch.Tensor, same_doc_from: int) -> None:
         """Undo :meth:`reserve` after a prompt's blocks (prefill): the live positions go back into a
@@ -75,14 +82,7 @@ class LocalStack:
         last EOS), so the document mask is skipped as before."""
         if self.pos_C is None:
             return
-        store, C = self.store, self.capacity
-        if store.capacity != C:
-            positions = torch.arange(max(0, self.last_t - C + 1), self.last_t + 1, device=store.k.device)
-            old, new = positions % store.capacity, positions % C
-            k = store.k.new_zeros(store.k.shape[:3] + (C,) + store.k.shape[4:])
-            v, doc = torch.zeros_like(k), store.doc_BC.new_zeros(store.doc_BC.shape[0], C)
-            k[:, :, :, new], v[:, :, :, new], doc[:, new] = store.k[:, :, :, old], store.v[:, :, :, old], store.doc_BC[:, old]
-            store.replace(k, v, doc)
+        self._move_to(self.capacity)
         self.pos_C = None
         self.seen_doc_B, self.same_doc_from = doc_B, same_doc_from
 
@@ -162,6 +162,25 @@ class LocalStack:
         if h_BD.dim() == 3:
             return self.layer(i, h_BD.squeeze(1)).unsqueeze(1)
         return self.fast[i](h_BD, self.cos, self.sin, *self.store.layers[i], self.slot, self.used, self.mask)
+
+
+class StackStep:
+    """What a decoder step over a :class:`LocalStack` (``self.stack``) hands to it unchanged: the
+    end of rewinding, and the room for blocks of positions that speculative verification and
+    prompt prefill need."""
+
+    stack: LocalStack
+
+    def commit(self) -> None:
+        self.stack.commit()
+
+    def reserve(self, extra: int) -> None:
+        """Room for blocks of positions (:meth:`LocalStack.reserve`)."""
+        self.stack.reserve(extra)
+
+    def settle(self, doc_B: torch.Tensor, same_doc_from: int) -> None:
+        """Back to the plain ring after a prefill (:meth:`LocalStack.settle`)."""
+        self.stack.settle(doc_B, same_doc_from)
 
 
 class ByteHistory:

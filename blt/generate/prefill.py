@@ -37,7 +37,7 @@ def can_prefill(gen: Any, batch: int) -> bool:
     decoder, glob = getattr(gen, "decoder", None), getattr(gen, "glob", None)
     if not (all(callable(getattr(decoder, n, None)) for n in ("reserve", "verify", "settle", "push"))
             and all(callable(getattr(glob, n, None)) for n in ("close_row", "keep"))
-            and all(callable(getattr(gen, n, None)) for n in ("advance", "block_schedule"))):
+            and all(callable(getattr(gen, n, None)) for n in ("advance", "block_schedule", "decode_block", "push_row"))):
         return False
     return batch == 1 or "row" in inspect.signature(decoder.verify).parameters
 
@@ -51,29 +51,22 @@ def prefill(gen: Any, prompts: list[list[int]], device: torch.device) -> None:
         stop = min(P, start + BLOCK)
         positions = [gen.advance(torch.tensor([p[t] for p in prompts], dtype=torch.long, device=device))
                      for t in range(start, stop)]
-        for b in range(B):
-            decode_block(gen, positions, b, batch=B)
         for b, prompt in enumerate(prompts):
+            decode_block(gen, positions, b, row=b if B > 1 else None)
             eos = [t for t in range(start, stop) if prompt[t] == EOS_ID]
             same_doc_from = max(same_doc_from, eos[-1] + 1 if eos else 0)
-    gen.read_B = gen.glob.count_B - 1  # each row's last closed patch, as CachedGenerator.push leaves it
     gen.decoder.settle(gen.eos_before_B, same_doc_from)
 
 
-def decode_block(gen: Any, positions: list, b: int, batch: int) -> None:
+def decode_block(gen: Any, positions: list, b: int, row: int | None) -> None:
     """Row ``b``'s global call and decoder pass over a block of ``positions``, then its pushes."""
-    closing = [(i, p, p.closing.index(b)) for i, p in enumerate(positions) if b in p.closing]
+    closing = [(p, p.closing.index(b)) for p in positions if b in p.closing]
     states_M1G = None
     if closing:
-        states_M1G = gen.glob.close_row(b, torch.cat([p.vectors[c : c + 1] for _, p, c in closing]),
-                                        [p.has_eos[c] for _, p, c in closing])
-    pushes, reads = gen.block_schedule(positions, states_M1G, b)
-    bytes_M1D = torch.cat([p.bytes_B1D[b : b + 1] for p in positions])
-    doc_M = torch.cat([p.doc_B[b : b + 1] for p in positions])
-    extra = {"row": b} if batch > 1 else {}
-    gen.decoder.verify(bytes_M1D, positions[0].t, doc_M, pushes, reads, **extra)
+        states_M1G = gen.glob.close_row(b, torch.cat([p.vectors[c : c + 1] for p, c in closing]),
+                                        [p.has_eos[c] for p, c in closing])
+    gen.decode_block(positions, *gen.block_schedule(positions, states_M1G, b), row=row)
     if closing:
         gen.glob.keep(len(closing))
-        rows_1 = torch.tensor([b], dtype=torch.long, device=bytes_M1D.device)
-        for q, (_, p, _) in enumerate(closing):
-            gen.decoder.push(rows_1, p.pid_B[b : b + 1], states_M1G[q : q + 1])
+        for q, (p, _) in enumerate(closing):
+            gen.push_row(p, b, states_M1G[q : q + 1])

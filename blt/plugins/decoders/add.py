@@ -16,7 +16,7 @@ from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.flops import layers_flops, linear_flops
 from blt.generate.fast_layers import FastNorm
-from blt.generate.local_stack import LocalStack
+from blt.generate.local_stack import LocalStack, StackStep
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
 from blt.model.layout import PatchLayout
@@ -68,7 +68,7 @@ class AddDecoder(nn.Module):
         return self.norm(h_BND)
 
 
-class AddDecoderStep:
+class AddDecoderStep(StackStep):
     def __init__(self, decoder: AddDecoder, batch: int, total: int, backend: Any, like: torch.Tensor) -> None:
         self.decoder = decoder
         self.stack = LocalStack(decoder.layers, decoder.config.window, decoder.rope_theta, batch, total, backend, like,
@@ -89,17 +89,6 @@ class AddDecoderStep:
         stack, latest = mark
         self.stack.restore(stack)
         self.latest_B1D.copy_(latest)
-
-    def commit(self) -> None:
-        self.stack.commit()
-
-    def reserve(self, extra: int) -> None:
-        """Room for blocks of positions: speculative verification, prompt prefill (:meth:`LocalStack.reserve`)."""
-        self.stack.reserve(extra)
-
-    def settle(self, doc_B: torch.Tensor, same_doc_from: int) -> None:
-        """Back to the plain ring after a prefill (:meth:`LocalStack.settle`)."""
-        self.stack.settle(doc_B, same_doc_from)
 
     def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int],
                row: int = 0) -> torch.Tensor:

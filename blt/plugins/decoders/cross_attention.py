@@ -29,7 +29,7 @@ from blt.core.specs import DecoderSpec
 from blt.flops import cross_layer_flops, layers_flops, linear_flops
 from blt.generate.caches import EMPTY
 from blt.generate.fast_layers import FastCross, FastNorm
-from blt.generate.local_stack import LocalStack
+from blt.generate.local_stack import LocalStack, StackStep
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
 from blt.model.cross_attention import CrossAttention
@@ -93,7 +93,7 @@ class CrossAttentionDecoder(nn.Module):
         return self.norm(h_BND)
 
 
-class CrossAttentionDecoderStep:
+class CrossAttentionDecoderStep(StackStep):
     def __init__(self, decoder: CrossAttentionDecoder, batch: int, total: int, backend: Any, like: torch.Tensor) -> None:
         cfg = decoder.config
         self.decoder, self.backend, self.k, self.window = decoder, backend, cfg.k, cfg.cross_window
@@ -147,17 +147,6 @@ class CrossAttentionDecoderStep:
         self.ring_pos_BS.copy_(ring_pos)
         for kv, saved in zip(self.kv_BS2HD, kv_rows):
             kv.copy_(saved)
-
-    def commit(self) -> None:
-        self.stack.commit()
-
-    def reserve(self, extra: int) -> None:
-        """Room for blocks of positions: speculative verification, prompt prefill (:meth:`LocalStack.reserve`)."""
-        self.stack.reserve(extra)
-
-    def settle(self, doc_B: torch.Tensor, same_doc_from: int) -> None:
-        """Back to the plain ring after a prefill (:meth:`LocalStack.settle`)."""
-        self.stack.settle(doc_B, same_doc_from)
 
     def verify(self, bytes_M1D: torch.Tensor, t0: int, doc_M: torch.Tensor, pushes: list, reads: list[int],
                row: int = 0) -> torch.Tensor:
