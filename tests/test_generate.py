@@ -11,9 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import blt
 from blt.generate import generate, generate_detailed
 from blt.tokens import BOS_ID, EOS_ID, OFFSET
-from _generate_helpers import COMBOS, PATCHERS, as_ids, assert_same, draw_case, get_model, get_patcher
+from _generate_helpers import COMBOS, PATCHERS, as_ids, assert_same, draw_case, get_model, get_patcher, model_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,6 +40,37 @@ def test_long_generation_matches_oracle_past_every_window(registry, entropy_file
     cached = generate_detailed(model, patcher, prompts, **kw)
     assert_same(cached, generate_detailed(model, patcher, prompts, cache=False, **kw))
     assert all(n >= 2 for n in cached.patches) and max(cached.patches) > 4  # global steps ran past the first patches
+
+
+@pytest.mark.parametrize("cross_all_layers", [False, True])
+@pytest.mark.parametrize("prompts", [["hello wor"], ["a b", "hello wor", "x. y"]])
+def test_encoder_reading_only_its_own_patch_matches_oracle(registry, entropy_files, cross_all_layers, prompts):
+    """``cross_window = 1`` (the default: a patch's slots read its own bytes only) has a path of
+    its own for one closing row (its patch's bytes, no mask); the shared helpers' models use 2."""
+    config = model_config("cross_attention", "cross_attention")
+    config["encoder"].update(cross_window=1, cross_all_layers=cross_all_layers)
+    torch.manual_seed(11)
+    model = blt.build_model(config, registry=registry).eval().double()
+    for name in ("space", "entropy"):
+        patcher = get_patcher(registry, name, entropy_files)
+        kw = dict(max_new_bytes=20, keep_logits=True, stop_at_eos=False)
+        cached = generate_detailed(model, patcher, prompts, **kw)
+        assert_same(cached, generate_detailed(model, patcher, prompts, cache=False, **kw))
+        assert max(cached.patches) > 4
+
+
+def test_large_weight_paths_match_oracle(registry, entropy_files, monkeypatch):
+    """Weights above ``TRANSPOSE_UP_TO`` stay untransposed views, and the global stack then rotates
+    RoPE pairs after its matmul instead of in it: the paths of large models, forced here."""
+    from blt.generate import fast_layers
+
+    monkeypatch.setattr(fast_layers, "TRANSPOSE_UP_TO", 0)
+    model, patcher = get_model(registry, "cross_attention", "cross_attention"), get_patcher(registry, "space", entropy_files)
+    prompts = ["a b", "hello wor", "x. y"]
+    kw = dict(max_new_bytes=16, keep_logits=True, stop_at_eos=False)
+    cached = generate_detailed(model, patcher, prompts, **kw)
+    assert_same(cached, generate_detailed(model, patcher, prompts, cache=False, **kw))
+    assert not fast_layers.FastLayer(model.global_transformer.layers[0], rotate_in_matmul=None).rotate_in_matmul
 
 
 def test_rows_are_independent_of_batch_mates(registry, entropy_files):

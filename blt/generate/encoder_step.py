@@ -98,7 +98,11 @@ class EncoderStep:
             h_BD = self.stack.layer(i, h_BD)
             if i >= self.recorded_from:
                 kept.append(h_BD)
-        if pid_B is not self.prev_pid_B:  # new patch ids (the generator makes a new tensor when they move on)
+        if pid_B is not self.prev_pid_B and self.window == 1:  # each patch reads its own bytes only
+            self.oldest_B = torch.where(pid_B != self.prev_pid_B, t, self.oldest_B)
+            self.prev_pid_B = pid_B
+            self.oldest = int(self.oldest_B.min())
+        elif pid_B is not self.prev_pid_B:  # new patch ids (the generator makes a new tensor when they move on)
             slot_B1 = (pid_B % self.window)[:, None]
             new_B1 = (pid_B != self.prev_pid_B)[:, None]
             self.starts_BW.scatter_(1, slot_B1, torch.where(new_B1, t, self.starts_BW.gather(1, slot_B1)))
@@ -128,6 +132,14 @@ class EncoderStep:
     def commit(self) -> None:
         """No mark taken so far will be restored."""
         self.stack.commit()
+
+    def own_span(self, rows_C: torch.Tensor) -> torch.Tensor | None:
+        """With ``window == 1`` and one closing row: the states ``[1, L, S, d]`` of its patch's bytes
+        (the span is exactly the patch, so no patch ids or mask are needed); else None."""
+        if self.window != 1 or rows_C.shape[0] != 1:
+            return None
+        b = int(rows_C)
+        return self.history.row_span(int(self.oldest_B[b]), b)
 
     def closing_span(self, rows_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For rows whose patch closes at this byte: ``(states [C, L, S, d], patch ids [C, L], own patch [C])``."""

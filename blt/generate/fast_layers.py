@@ -78,6 +78,23 @@ def residual_mm(h_ND: torch.Tensor, x_NE: torch.Tensor, w_EO: torch.Tensor) -> t
     return torch.addmm(h_ND, x_NE, w_EO)
 
 
+class FastLinear:
+    """An ``nn.Linear`` on rows ``[..., D]`` as one ``mm`` (``addmm`` with a bias) of its transposed
+    weight: a module call and ``F.linear`` cost a few microseconds more per call, which is most of a
+    single-row projection's time. ``None`` (no projection) passes its input through."""
+
+    def __init__(self, linear: torch.nn.Linear | None) -> None:
+        self.w_DO = None if linear is None else mm_weight(linear.weight)
+        self.bias = None if linear is None else linear.bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.w_DO is None:
+            return x
+        x_ND = x.reshape(-1, x.shape[-1])
+        y = rows_mm(x_ND, self.w_DO) if self.bias is None else torch.addmm(self.bias, x_ND, self.w_DO)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
 class NormedProjection:
     """``linear(norm(x), W)`` for an RMSNorm followed by a projection ``W`` ``[O, D]``.
 
@@ -131,14 +148,17 @@ class FastLayer:
     matmul.
     """
 
-    def __init__(self, layer: TransformerLayer, rotate_in_matmul: bool = True) -> None:
+    def __init__(self, layer: TransformerLayer, rotate_in_matmul: bool | None = True) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         self.heads, self.kv_heads, self.head_dim = attn.heads, attn.kv_heads, attn.head_dim
         H, Hk = self.heads, self.kv_heads
         w_qk = torch.cat([attn.q_proj.weight, attn.k_proj.weight], dim=0)
         # rotate_in_matmul=False: rot(y) by negating and swapping channel pairs after the matmul
-        # (two more small ops, a matmul with 40% fewer weights to read: the better trade for a
-        # stack whose weights do not stay in cache between its steps, the global one)
+        # (five more small ops, a matmul with 40% fewer weights to read: the better trade for a
+        # stack whose weights do not stay in cache between its steps, a large global one);
+        # None: rotate in the matmul only where the weights are small (TRANSPOSE_UP_TO)
+        if rotate_in_matmul is None:
+            rotate_in_matmul = (2 * w_qk.numel() + attn.v_proj.weight.numel()) <= TRANSPOSE_UP_TO
         self.rotate_in_matmul = rotate_in_matmul
         w_all = torch.cat([w_qk, rotated_rows(w_qk), attn.v_proj.weight] if rotate_in_matmul else [w_qk, attn.v_proj.weight], dim=0)
         self.qkv = NormedProjection(layer.input_layernorm, w_all)

@@ -19,7 +19,7 @@ import itertools
 import torch
 
 from blt.generate.caches import KVStore
-from blt.generate.fast_layers import FastLayer
+from blt.generate.fast_layers import FastLayer, FastLinear
 from blt.model.blocks import rope_angles
 from blt.model.global_transformer import GlobalTransformer
 
@@ -30,7 +30,8 @@ class GlobalStep:
         self.model = model
         attn = model.layers[0].self_attn
         self.store = KVStore(len(model.layers), batch, attn.kv_heads, attn.head_dim, max_patches, like.dtype, like.device)
-        self.fast = [FastLayer(layer, rotate_in_matmul=False) for layer in model.layers]
+        self.fast = [FastLayer(layer, rotate_in_matmul=None) for layer in model.layers]
+        self.project = FastLinear(model.token_embedding_projection)
         self.cos_PD, self.sin_PD = rope_angles(torch.arange(max_patches, device=like.device), attn.head_dim, model.rope_theta)
         self.slots_P = torch.arange(max_patches, device=like.device)
         self.count_B = torch.zeros(batch, dtype=torch.long, device=like.device)  # patches closed so far
@@ -51,8 +52,7 @@ class GlobalStep:
         ``rows``: ``rows_C`` as a list (else read from the tensor); ``any_eos``: False when no
         closing patch holds an EOS (a hint that skips the document update)."""
         rows = rows_C.tolist() if rows is None else rows
-        proj = self.model.token_embedding_projection
-        h_CD = (proj(patches_C1E) if proj is not None else patches_C1E)[:, 0]
+        h_CD = self.project(patches_C1E[:, 0])
         if len(rows) == 1:
             h_CD = self._close_one(rows[0], h_CD)
         else:
@@ -112,8 +112,7 @@ class GlobalStep:
         M = patches_M1E.shape[0]
         n, store, device = self.counts[b], self.store, self.count_B.device
         used = n + M
-        proj = self.model.token_embedding_projection
-        h_MD = (proj(patches_M1E) if proj is not None else patches_M1E)[:, 0]
+        h_MD = self.project(patches_M1E[:, 0])
         slots_M = torch.arange(n, used, device=device)
         allowed_MK = self.slots_P[:used] <= slots_M[:, None]
         if self.model.block_documents:

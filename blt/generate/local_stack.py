@@ -206,6 +206,10 @@ class ByteHistory:
         ids_BL = torch.stack(self.patch_ids[i:], dim=1)
         return states_BLSD.index_select(0, rows_R), ids_BL.index_select(0, rows_R)
 
+    def row_span(self, lo: int, b: int) -> torch.Tensor:
+        """States ``[1, L, S, d]`` of row ``b`` at positions ``lo ..`` the newest."""
+        return torch.stack(self.states[lo - self.base :], dim=1).narrow(0, b, 1)
+
     def snapshot(self) -> tuple:
         return self.base, list(self.states), list(self.patch_ids)
 

@@ -15,7 +15,7 @@ from torch import nn
 from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.flops import layers_flops, linear_flops
-from blt.generate.fast_layers import FastNorm
+from blt.generate.fast_layers import FastLinear, FastNorm
 from blt.generate.local_stack import LocalStack, StackStep
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
@@ -74,12 +74,12 @@ class AddDecoderStep(StackStep):
         self.stack = LocalStack(decoder.layers, decoder.config.window, decoder.rope_theta, batch, total, backend, like,
                                 block_documents=decoder.config.block_documents)
         self.final_norm = FastNorm(decoder.norm)
+        self.project = FastLinear(decoder.patch_embedding_projection)
         d = decoder.norm.weight.numel()
         self.latest_B1D = torch.zeros(batch, 1, d, dtype=like.dtype, device=like.device)
 
     def push(self, rows_C: torch.Tensor, pid_C: torch.Tensor, global_C1G: torch.Tensor) -> None:
-        proj = self.decoder.patch_embedding_projection
-        self.latest_B1D.index_copy_(0, rows_C, proj(global_C1G) if proj is not None else global_C1G)
+        self.latest_B1D.index_copy_(0, rows_C, self.project(global_C1G))
 
     def snapshot(self) -> tuple:
         """The state after the last ``step``/``push``, for :meth:`restore` (speculative decoding)."""
@@ -95,12 +95,11 @@ class AddDecoderStep(StackStep):
         """Speculative decoding's verification and prompt prefill for row ``row`` (see the
         cross-attention decoder's ``verify``): position i adds the last global state pushed at or
         before it."""
-        proj = self.decoder.patch_embedding_projection
         latest, per, j = self.latest_B1D[row : row + 1], [], 0
         for i in range(bytes_M1D.shape[0]):
             while j < len(pushes) and pushes[j][0] <= i:
                 state = pushes[j][2]
-                latest = proj(state) if proj is not None else state
+                latest = self.project(state)
                 j += 1
             per.append(latest)
         h_MD = (bytes_M1D + torch.cat(per, dim=0))[:, 0]

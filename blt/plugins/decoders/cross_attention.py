@@ -28,7 +28,7 @@ from blt.core.hookspecs import hookimpl
 from blt.core.specs import DecoderSpec
 from blt.flops import cross_layer_flops, layers_flops, linear_flops
 from blt.generate.caches import EMPTY
-from blt.generate.fast_layers import FastCross, FastNorm
+from blt.generate.fast_layers import FastCross, FastLinear, FastNorm
 from blt.generate.local_stack import LocalStack, StackStep
 from blt.model.blocks import Attend, RMSNorm, trunc_normal_
 from blt.model.config import LocalDecoderConfig, SharedDims
@@ -107,6 +107,7 @@ class CrossAttentionDecoderStep(StackStep):
         # The slots' keys/values for every cross layer change only when a patch closes (push), so
         # they are computed there, not at every byte.
         self.fast_cross = [FastCross(cross) for cross in decoder.cross_attn_layers]
+        self.project = FastLinear(decoder.patch_embedding_projection)
         # each cross layer's keys and values of every ring slot, [B, S, 2, H, hd]: a push writes
         # the new slots' rows in place, and cross_kv holds (k, v) views of them as [B, H, S, hd]
         self.kv_BS2HD = [cross.key_rows(self.ring_BSD) for cross in self.fast_cross]
@@ -116,7 +117,7 @@ class CrossAttentionDecoderStep(StackStep):
 
     def push(self, rows_C: torch.Tensor, pid_C: torch.Tensor, global_C1G: torch.Tensor) -> None:
         """Rows ``rows_C`` closed patch ``pid_C`` with global state ``global_C1G``."""
-        slots_CKD = to_slots(self.decoder.patch_embedding_projection(global_C1G), self.k)
+        slots_CKD = to_slots(self.project(global_C1G), self.k)
         S = self.ring_pos_BS.shape[1]
         flat_CK = (rows_C * S)[:, None] + (pid_C % self.window)[:, None] * self.k + self.offsets_K  # row-major slot
         d = self.ring_BSD.shape[-1]
@@ -162,7 +163,7 @@ class CrossAttentionDecoderStep(StackStep):
         new_1SD = None
         if pushes:
             states_1MG = torch.cat([state for _, _, state in pushes], dim=1)
-            new_1SD = to_slots(self.decoder.patch_embedding_projection(states_1MG), self.k)
+            new_1SD = to_slots(self.project(states_1MG), self.k)
             pids = torch.tensor([pid for _, pid, _ in pushes], dtype=torch.long, device=ids_S.device)
             ids_S = torch.cat([ids_S, pids.repeat_interleave(self.k)])
         reads_M1 = torch.tensor(reads, dtype=torch.long, device=ids_S.device)[:, None]

@@ -29,7 +29,7 @@ from blt.core.hookspecs import hookimpl
 from blt.core.specs import EncoderSpec
 from blt.flops import cross_layer_flops, layers_flops, linear_flops
 from blt.generate.encoder_step import EncoderStep
-from blt.generate.fast_layers import FastCross
+from blt.generate.fast_layers import FastCross, FastLinear
 from blt.model.blocks import Attend, trunc_normal_
 from blt.model.byte_embedding import embed_bytes, make_embeddings
 from blt.model.config import LocalEncoderConfig, SharedDims
@@ -109,21 +109,29 @@ class CrossAttentionEncoderStep(EncoderStep):
     def __init__(self, encoder: CrossAttentionEncoder, batch: int, total: int, backend: Any, like: torch.Tensor) -> None:
         super().__init__(encoder, len(encoder.cross_attn_layers), encoder.config.cross_window, batch, total, backend, like)
         self.fast_cross = [FastCross(cross) for cross in encoder.cross_attn_layers]
+        self.project = FastLinear(encoder.patch_embedding_projection)
 
     def close(self, rows_C: torch.Tensor) -> torch.Tensor:
         """Patch vectors ``[C, 1, k d]`` of the patches that close at this byte."""
         enc, k = self.encoder, self.encoder.config.k
-        states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
-        others_CL = (ids_CL != pid_C[:, None]).long()  # 0: the closing patch's own bytes
-        # byte_to_patch: a slot of patch p reads the bytes of patches p - W + 1 .. p (the span
-        # ends at this byte, so no byte after p is in it)
-        mask = (ids_CL > (pid_C - self.window)[:, None])[:, None, None, :]
+        states_CLSD = self.own_span(rows_C)
+        if states_CLSD is None:
+            states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
+            others_CL = (ids_CL != pid_C[:, None]).long()  # 0: the closing patch's own bytes
+            # byte_to_patch: a slot of patch p reads the bytes of patches p - W + 1 .. p (the span
+            # ends at this byte, so no byte after p is in it)
+            mask = (ids_CL > (pid_C - self.window)[:, None])[:, None, None, :]
+        else:  # one row, its own patch's bytes: every byte is read and pooled
+            others_CL = mask = None
         slots_CKD = None
         for j, cross in enumerate(self.fast_cross):
             h_CLD = states_CLSD[:, :, j]
             if slots_CKD is None or enc.config.repool:
-                pooled_C1D = pool_patches(h_CLD, others_CL, 2, "max")[:, :1]
-                slots_CKD = to_slots(enc.patch_embedding_projection(pooled_C1D), k)
+                if others_CL is None:
+                    pooled_C1D = h_CLD.amax(1, keepdim=True)
+                else:
+                    pooled_C1D = pool_patches(h_CLD, others_CL, 2, "max")[:, :1]
+                slots_CKD = to_slots(self.project(pooled_C1D), k)
             slots_CKD = slots_CKD + cross(slots_CKD, *cross.keys(h_CLD), mask)  # the reference's double residual
         return from_slots(slots_CKD, k)
 
