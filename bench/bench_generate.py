@@ -36,6 +36,52 @@ def timed_run(model, patcher, n: int, cache: bool) -> tuple[float, list[float]]:
     return total, gaps
 
 
+PARTS = (("encoder", "encoder", "step"), ("patcher", "starts", "step_list"), ("patch vectors", "encoder", "close"),
+         ("global", "glob", "close"), ("decoder push", "decoder", "push"), ("decoder", "decoder", "step"))
+
+
+def step_split(model, patcher, rows: list[str], n: int, repeats: int = 3) -> dict:
+    """Where a generation's steps go, by part: us per step and calls per step (the fastest of
+    ``repeats`` untimed-for-the-ratio runs, each part timed with ``perf_counter`` around its calls).
+    Prompt prefill is not a step; its calls are left out."""
+    import blt.generate.cached as cached
+
+    best = None
+    for _ in range(repeats):
+        spent: dict[str, float] = dict.fromkeys([p for p, _, _ in PARTS] + ["step"], 0.0)
+        calls: dict[str, int] = dict.fromkeys(spent, 0)
+        original = cached.CachedGenerator.step
+
+        def step(gen, tokens_B, _original=original):
+            if not getattr(gen, "_split_wrapped", False):
+                gen._split_wrapped = True
+                for part, owner, method in PARTS:
+                    obj = getattr(gen, owner)
+                    setattr(obj, method, timed(getattr(obj, method), part))
+            return timed(lambda: _original(gen, tokens_B), "step")()
+
+        def timed(fn, part):
+            def call(*a, **k):
+                t0 = time.perf_counter()
+                out = fn(*a, **k)
+                spent[part] += time.perf_counter() - t0
+                calls[part] += 1
+                return out
+            return call
+
+        cached.CachedGenerator.step = step
+        try:
+            generate(model, patcher, rows, max_new_bytes=n, stop_at_eos=False)
+        finally:
+            cached.CachedGenerator.step = original
+        if best is None or spent["step"] < best[0]["step"]:
+            best = (spent, calls)
+    spent, calls = best
+    steps = calls["step"]
+    return {"steps": steps, "us_per_step": {p: spent[p] / steps * 1e6 for p in spent},
+            "calls_per_step": {p: calls[p] / steps for p in calls}}
+
+
 def batch_comparison(model, patcher, args, name: str) -> dict:
     """Total bytes/s of a batch of ragged prompts vs one prompt, in alternating rounds."""
     n = args.batch_bytes
@@ -57,8 +103,13 @@ def batch_comparison(model, patcher, args, name: str) -> dict:
     print(f"  by process CPU time (less sensitive to other processes on the machine): x{cpu_ratio:.2f} "
           f"({', '.join(f'{r:.2f}' for r in cpu_ratios)})")
     print(f"  bytes/s one / batch per round: {', '.join(f'{a:.0f} / {b:.0f}' for a, b in rates)}")
+    split = {"one": step_split(model, patcher, prompts[:1], n), "batch": step_split(model, patcher, prompts, n)}
+    for key, label in (("one", "one row"), ("batch", f"batch of {args.batch}")):
+        us, per = split[key]["us_per_step"], split[key]["calls_per_step"]
+        print(f"  {label}: {split[key]['steps']} steps, {us['step']:.0f} us per step (" +
+              ", ".join(f"{p} {us[p]:.0f} us x{per[p]:.2f}" for p, _, _ in PARTS) + ")")
     return {"patcher": name, "rows": args.batch, "bytes_per_row": n, "ratios": ratios, "median_ratio": ratio,
-            "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_ratio, "bytes_per_s": rates}
+            "cpu_ratios": cpu_ratios, "median_cpu_ratio": cpu_ratio, "bytes_per_s": rates, "step_split": split}
 
 
 def main() -> None:

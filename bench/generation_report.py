@@ -19,33 +19,60 @@ def generate_section(res: dict, cmd: str) -> list[str]:
     if cached:
         lines += ["", f"Cached time per byte over the first / last 64 bytes of the longest run: {cached['first_ms']:.2f} / "
                   f"{cached['last_ms']:.2f} ms (end/start {cached['ratio']:.2f}: the cost per byte stays flat)."]
-    for key in ("batch", *sorted(k for k in res if k.startswith("batch_"))):
-        b = res.get(key)
-        if b:
-            lines += ["", f"Batch of {b['rows']} ragged prompts x {b['bytes_per_row']} bytes vs one prompt, patcher "
-                      f"`{b['patcher']}`: total bytes/s **x{b['median_ratio']:.2f}** (CPU time x{b['median_cpu_ratio']:.2f}; "
-                      f"rounds {', '.join(f'{r:.2f}' for r in b['ratios'])})."]
-    return lines + ["", BATCH_WHY, ""]
+    batches = [res[key] for key in ("batch", *sorted(k for k in res if k.startswith("batch_"))) if res.get(key)]
+    for b in batches:
+        lines += ["", f"Batch of {b['rows']} ragged prompts x {b['bytes_per_row']} bytes vs one prompt, patcher "
+                  f"`{b['patcher']}`: total bytes/s **x{b['median_ratio']:.2f}** (CPU time x{b['median_cpu_ratio']:.2f}; "
+                  f"rounds {', '.join(f'{r:.2f}' for r in b['ratios'])})."]
+    split = [b for b in batches if b.get("step_split")]
+    if split:
+        lines += ["", "Where a step goes (same run, fastest of 3 instrumented runs each; us per step and, in brackets, "
+                  "calls per step: the close path's parts run only at steps where some row closes a patch):", "",
+                  "| part | " + " | ".join(f"`{b['patcher']}` one row | `{b['patcher']}` batch of {b['rows']}" for b in split) + " |",
+                  "|---|" + "---|---|" * len(split)]
+        for part in split[0]["step_split"]["one"]["us_per_step"]:
+            cells = []
+            for b in split:
+                for side in ("one", "batch"):
+                    us, per = b["step_split"][side]["us_per_step"][part], b["step_split"][side]["calls_per_step"][part]
+                    cells.append(f"{us:.0f}" if part == "step" else f"{us:.0f} ({per:.2f})")
+            lines.append(f"| {'whole step' if part == 'step' else part} | " + " | ".join(cells) + " |")
+        lines.append("| steps | " + " | ".join(str(b["step_split"][side]["steps"]) for b in split for side in ("one", "batch")) + " |")
+        lines += ["", batch_why(split)]
+    return lines + [""]
 
 
-BATCH_WHY = (
-    "Why `space` gains less from a batch than `strided`, and why x4 is out of reach on this config: rows with "
-    "different prompts close their patches at different positions, so in a batch of 8 some row runs the close path "
-    "(its patch vector, the global step, the decoder's key/value update) at ~79% of the steps, against ~24% for one "
-    "row; `strided` rows close together. Measured by hand (best of 5 runs of 256 bytes, 2026-12-01): one row costs "
-    "445 us per step (encoder 140, patch vectors 42, global 69, decoder push 19, decoder 113, the rest head and "
-    "bookkeeping); a batch of 8 costs ~1060 us per step (encoder 231, patch vectors 147, global 321, push 66, decoder "
-    "190). x4 needs the batch's step at no more than 2x the single row's (890 us). The close path alone adds ~400 us "
-    "(it runs 3.3x as often) and the rows' own arithmetic ~170 us: single-query attention over 8 rows costs 33 us "
-    "against 8 us for one (PyTorch's CPU flash kernel works head by head), an 8-row projection 8 us against 3; and "
-    "whatever shortens the close path or a kernel call shortens the single row's step too. Measured and dropped: "
-    "every row stepping through the global stack whenever any row closes (the cache read as one view, no gathers) "
-    "was 1.2x slower than gathering the ~2 closing rows; in a simulation where closing rows wait so that global "
-    "steps run together, the gain on this config is ~4%; one decoder layer compiled with `torch.compile` ran in 68 "
-    "us (56 us with cpp_wrapper) against 54 us eager, after 6-7 s of compilation and with outputs 1e-6 apart, so no "
-    "compiled step ships. Both sides read their prompts in blocks (`blt/generate/prefill.py`): the single row all "
-    "of its 55-byte prompt but the last byte, the batch up to its shortest prompt (34 bytes), so prefill speeds up "
-    "the single row more; the same benchmark gave x3.37 before prefill (an earlier run on 2026-12-01).")
+CLOSE_PARTS = ("patch vectors", "global", "decoder push")
+
+
+def batch_why(split: list[dict]) -> str:
+    """Why ragged rows gain less from a batch, from the measured split."""
+    def close(b: dict, side: str) -> tuple[float, float, float]:
+        s = b["step_split"][side]
+        return sum(s["us_per_step"][p] for p in CLOSE_PARTS), s["calls_per_step"]["global"], s["us_per_step"]["step"]
+
+    text = []
+    for b in split:
+        c1, f1, s1 = close(b, "one")
+        c8, f8, s8 = close(b, "batch")
+        text.append(f"with `{b['patcher']}` a global step runs at {100 * f8:.0f}% of the batch's steps against "
+                    f"{100 * f1:.0f}% of one row's, and the close path costs {c8:.0f} us per batch step against {c1:.0f} "
+                    f"({100 * c8 / s8:.0f}% and {100 * c1 / s1:.0f}% of the step)")
+    return ("Why `space` gains less than `strided`: " + "; ".join(text) + ". Rows with different prompts close their "
+            "patches at different positions, so with `space` some row runs the close path (patch vector, global step, "
+            "the decoder's key/value update) at most steps, while `strided` rows close together. At these widths a "
+            "call costs about the same for 1 or 8 rows (a step is a chain of small kernels), so the ratio is set by "
+            "how many close paths a step runs; the rows' own arithmetic adds the rest (single-query attention over 8 "
+            "rows costs ~4x one row's: PyTorch's CPU flash kernel works head by head). Anything that shortens the close "
+            "path shortens the single row's step too. Measured and dropped (2026-12-01): every row stepping through "
+            "the global stack whenever any row closes (no gathers) was 1.2x slower than gathering the ~2 closing rows; "
+            "closing rows waiting so that global steps run together gained ~4% in a simulation with the measured "
+            "costs; `torch.compile` of one decoder layer ran in 68 us (56 us with cpp_wrapper) against 54 us eager, so "
+            "no compiled step ships. At the local-256 / global-512 widths of the training benchmark the global step "
+            "reads its weights from memory (~5 ms a call for 1 or 3 rows), and a batch of 8 with `space` gave x2.44 "
+            "(measured by hand, 3 rounds of 128 bytes). Both sides read their prompts in blocks "
+            "(`blt/generate/prefill.py`); the batch only up to its shortest prompt, so its longer rows step through "
+            "the rest (the batch's extra steps).")
 
 
 def floor_section(res: dict, cmd: str) -> list[str]:
