@@ -14,7 +14,6 @@ and attention cost more than gathering the ~2 closing rows.)
 
 from __future__ import annotations
 
-import itertools
 
 import torch
 
@@ -37,7 +36,6 @@ class GlobalStep:
         self.count_B = torch.zeros(batch, dtype=torch.long, device=like.device)  # patches closed so far
         self.doc_B = torch.zeros(batch, dtype=torch.long, device=like.device)    # EOS-marked patches closed so far
         self.ones_B = torch.ones(batch, dtype=torch.long, device=like.device)
-        self.heads_H = torch.arange(attn.kv_heads, device=like.device)
         self.counts = [0] * batch  # count_B as Python values: the step's shapes and fast paths need no sync
         # doc_B as Python values, and the first slot of each row's current document: with
         # block_documents a row's patch attends exactly slots [doc_start, n] (documents are
@@ -56,7 +54,7 @@ class GlobalStep:
         if len(rows) == 1:
             h_CD = self._close_one(rows[0], h_CD)
         else:
-            h_CD = self._close_gathered(rows_C, h_CD, max(self.counts[b] for b in rows) + 1)
+            h_CD = self._close_gathered(rows, rows_C, h_CD)
         self._count(rows, rows_C, has_eos_C, any_eos)
         return h_CD[:, None]
 
@@ -64,28 +62,29 @@ class GlobalStep:
         """One row: its cache row and slot are Python ints, so every read is a view, and its
         patch reads slots ``doc_start .. n`` (its document) with no mask."""
         store, n = self.store, self.counts[b]
-        start = 0
-        if self.model.block_documents:
-            store.doc_BC[b, n] = self.docs[b]
-            start = self.doc_start[b]
+        start = self.doc_start[b]  # 0 without block_documents
         cos, sin = self.cos_PD[n], self.sin_PD[n]
         for i, fast in enumerate(self.fast):
             h_1D = fast(h_1D, cos, sin, *store.layers[i], n, n + 1, None, row=b, start=start)
         return h_1D
 
-    def _close_gathered(self, rows_C: torch.Tensor, h_CD: torch.Tensor, used: int) -> torch.Tensor:
-        """Several rows: their cache slots are gathered per layer."""
-        store = self.store
-        n_C = self.count_B.index_select(0, rows_C)
-        allowed_CK = self.slots_P[:used] <= n_C[:, None]  # patch_causal: this patch and earlier ones
-        if self.model.block_documents:  # patch_block_causal: and only the same document's patches
-            doc_C = self.doc_B.index_select(0, rows_C)
-            store.doc_BC[rows_C, n_C] = doc_C
-            allowed_CK = allowed_CK & (store.doc_BC.narrow(1, 0, used).index_select(0, rows_C) == doc_C[:, None])
+    def _close_gathered(self, rows: list[int], rows_C: torch.Tensor, h_CD: torch.Tensor) -> torch.Tensor:
+        """Several rows: their cache slots are gathered per layer. Row b's patch reads slots
+        ``doc_start .. n_b`` (patch_causal, or patch_block_causal's document), a mask per row; the
+        slots, ranges and cache positions come from the Python counters as one tensor."""
+        C, store = len(rows), self.store
+        _, Hk, P, _ = store.layers[0][0].shape
+        n, start = [self.counts[b] for b in rows], [self.doc_start[b] for b in rows]
+        used = max(n) + 1
+        write = [(b * Hk + h) * P + m for b, m in zip(rows, n) for h in range(Hk)]  # (b, h, n) in [B * Hk * P]
+        packed = torch.tensor(n + start + write, dtype=torch.long, device=rows_C.device)
+        n_C, write_CH = packed[:C], packed[2 * C :]
+        slots_K = self.slots_P[:used]
+        allowed_CK = slots_K <= n_C[:, None]  # this patch and earlier ones
+        if any(start):  # and none before the row's document
+            allowed_CK &= slots_K >= packed[C : 2 * C, None]
         mask = allowed_CK[:, None, None, :]
         cos, sin = self.cos_PD.index_select(0, n_C)[:, None], self.sin_PD.index_select(0, n_C)[:, None]  # (C, 1, hd)
-        _, Hk, P, _ = store.layers[0][0].shape
-        write_CH = (rows_C[:, None] * Hk + self.heads_H).mul_(P).add_(n_C[:, None])  # (b, h, n) in [B * Hk * P]
         for i, fast in enumerate(self.fast):
             h_CD = fast.gathered(h_CD, cos, sin, *store.layers[i], rows_C, write_CH, used, mask)
         return h_CD
@@ -115,11 +114,14 @@ class GlobalStep:
         h_MD = self.project(patches_M1E[:, 0])
         slots_M = torch.arange(n, used, device=device)
         allowed_MK = self.slots_P[:used] <= slots_M[:, None]
-        if self.model.block_documents:
-            before = [0, *itertools.accumulate(int(eos) for eos in has_eos[:-1])]  # EOS-marked patches before each
-            doc_M = self.doc_B[b] + torch.tensor(before, dtype=torch.long, device=device)
-            store.doc_BC[b, n:used] = doc_M
-            allowed_MK = allowed_MK & (store.doc_BC[b, :used] == doc_M[:, None])
+        if self.model.block_documents:  # patch i's document starts after the last EOS-marked patch before it
+            starts, first = [], self.doc_start[b]
+            for i, eos in enumerate(has_eos):
+                starts.append(first)
+                if eos:
+                    first = n + i + 1
+            if any(starts):
+                allowed_MK = allowed_MK & (self.slots_P[:used] >= torch.tensor(starts, dtype=torch.long, device=device)[:, None])
         mask = allowed_MK[None, None]
         cos, sin = self.cos_PD[n:used, None], self.sin_PD[n:used, None]
         for i, fast in enumerate(self.fast):
