@@ -14,7 +14,6 @@ and attention cost more than gathering the ~2 closing rows.)
 
 from __future__ import annotations
 
-
 import torch
 
 from blt.generate.caches import KVStore
@@ -34,15 +33,14 @@ class GlobalStep:
         self.cos_PD, self.sin_PD = rope_angles(torch.arange(max_patches, device=like.device), attn.head_dim, model.rope_theta)
         self.slots_P = torch.arange(max_patches, device=like.device)
         self.count_B = torch.zeros(batch, dtype=torch.long, device=like.device)  # patches closed so far
-        self.doc_B = torch.zeros(batch, dtype=torch.long, device=like.device)    # EOS-marked patches closed so far
         self.ones_B = torch.ones(batch, dtype=torch.long, device=like.device)
         self.counts = [0] * batch  # count_B as Python values: the step's shapes and fast paths need no sync
-        # doc_B as Python values, and the first slot of each row's current document: with
-        # block_documents a row's patch attends exactly slots [doc_start, n] (documents are
-        # contiguous runs of slots), so one row reads that range and needs no mask
-        self.docs, self.doc_start = [0] * batch, [0] * batch
+        # the first slot of each row's current document: with block_documents a row's patch attends
+        # exactly slots [doc_start, n] (documents are contiguous runs of slots: no per-slot
+        # document ids are kept), so one row reads that range with no mask; 0 without
+        self.doc_start = [0] * batch
         self.batch = batch
-        self.pending: tuple | None = None  # (row, first patch, documents before, EOS flags) of close_row
+        self.pending: tuple | None = None  # (row, first patch, its document start, EOS flags) of close_row
 
     def close(self, rows_C: torch.Tensor, patches_C1E: torch.Tensor, has_eos_C: torch.Tensor,
               rows: list[int] | None = None, any_eos: bool = True) -> torch.Tensor:
@@ -94,13 +92,10 @@ class GlobalStep:
         for b in rows:
             self.counts[b] += 1
         self.count_B.index_add_(0, rows_C, self.ones_B[: len(rows)])
-        if any_eos:
-            self.doc_B.index_add_(0, rows_C, has_eos_C.long())
+        if any_eos and self.model.block_documents:  # else every patch reads from slot 0
             for b, eos in zip(rows, has_eos_C.tolist()):
                 if eos:  # the next patch starts a document
-                    self.docs[b] += 1
-                    if self.model.block_documents:  # else every patch reads from slot 0
-                        self.doc_start[b] = self.counts[b]
+                    self.doc_start[b] = self.counts[b]
 
     def close_row(self, b: int, patches_M1E: torch.Tensor, has_eos: list[bool]) -> torch.Tensor:
         """Run ``M`` consecutive patches of row ``b`` ``[M, 1, E]`` through the global stack in one
@@ -126,17 +121,15 @@ class GlobalStep:
         cos, sin = self.cos_PD[n:used, None], self.sin_PD[n:used, None]
         for i, fast in enumerate(self.fast):
             h_MD = fast.queries(h_MD, cos, sin, *store.layers[i], b, slots_M, used, mask)
-        self.pending = (b, n, self.docs[b], self.doc_start[b], list(has_eos))
+        self.pending = (b, n, self.doc_start[b], list(has_eos))
         return h_MD[:, None]
 
     def keep(self, accepted: int) -> None:
         """Of the patches of the last :meth:`close_row`, count the first ``accepted`` as closed (their
         keys stay in the cache; the others' slots are rewritten by later steps). May be called
         again with a larger count as verification moves on."""
-        b, n, doc, doc_start, has_eos = self.pending
+        b, n, doc_start, has_eos = self.pending
         self.counts[b] = n + accepted
         self.count_B[b] = n + accepted
-        self.docs[b] = doc + sum(has_eos[:accepted])
-        self.doc_B[b] = self.docs[b]
         ends = [i for i, eos in enumerate(has_eos[:accepted]) if eos]
         self.doc_start[b] = n + ends[-1] + 1 if ends and self.model.block_documents else doc_start
