@@ -42,13 +42,16 @@ def test_long_generation_matches_oracle_past_every_window(registry, entropy_file
     assert all(n >= 2 for n in cached.patches) and max(cached.patches) > 4  # global steps ran past the first patches
 
 
-@pytest.mark.parametrize("cross_all_layers", [False, True])
+@pytest.mark.parametrize("encoder, options", [("cross_attention", {"cross_window": 1, "cross_all_layers": False}),
+                                              ("cross_attention", {"cross_window": 1, "cross_all_layers": True}),
+                                              ("pooling", {"mode": "max"}), ("pooling", {"mode": "mean"})])
 @pytest.mark.parametrize("prompts", [["hello wor"], ["a b", "hello wor", "x. y"]])
-def test_encoder_reading_only_its_own_patch_matches_oracle(registry, entropy_files, cross_all_layers, prompts):
-    """``cross_window = 1`` (the default: a patch's slots read its own bytes only) has a path of
-    its own for one closing row (its patch's bytes, no mask); the shared helpers' models use 2."""
-    config = model_config("cross_attention", "cross_attention")
-    config["encoder"].update(cross_window=1, cross_all_layers=cross_all_layers)
+def test_encoder_reading_only_its_own_patch_matches_oracle(registry, entropy_files, encoder, options, prompts):
+    """Patch vectors from a patch's own bytes only (``cross_window = 1``, the default, and the
+    pooling encoder) have paths of their own: one closing row pools its span whole, several rows
+    mask theirs by their patches' starts. The shared helpers' cross-attention encoder uses 2."""
+    config = model_config(encoder, "cross_attention")
+    config["encoder"].update(options)
     torch.manual_seed(11)
     model = blt.build_model(config, registry=registry).eval().double()
     for name in ("space", "entropy"):

@@ -133,13 +133,20 @@ class EncoderStep:
         """No mark taken so far will be restored."""
         self.stack.commit()
 
-    def own_span(self, rows_C: torch.Tensor) -> torch.Tensor | None:
-        """With ``window == 1`` and one closing row: the states ``[1, L, S, d]`` of its patch's bytes
-        (the span is exactly the patch, so no patch ids or mask are needed); else None."""
-        if self.window != 1 or rows_C.shape[0] != 1:
+    def own_span(self, rows_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """With ``window == 1`` (each patch reads its own bytes only): ``(states [C, L, S, d], own
+        [C, L])`` of positions from the earliest closing patch's start to this byte, ``own`` marking
+        each row's own patch's bytes (None for one row: its span is exactly its patch); else None."""
+        if self.window != 1:
             return None
-        b = int(rows_C)
-        return self.history.row_span(int(self.oldest_B[b]), b)
+        if rows_C.shape[0] == 1:
+            b = int(rows_C)
+            return self.history.row_span(int(self.oldest_B[b]), b), None
+        starts_C = self.oldest_B.index_select(0, rows_C)
+        lo = int(starts_C.min())
+        states_CLSD = self.history.span(lo, rows_C, ids=False)[0]
+        positions_L = torch.arange(lo, lo + states_CLSD.shape[1], device=starts_C.device)
+        return states_CLSD, positions_L >= starts_C[:, None]
 
     def closing_span(self, rows_C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For rows whose patch closes at this byte: ``(states [C, L, S, d], patch ids [C, L], own patch [C])``."""

@@ -199,12 +199,12 @@ class ByteHistory:
         self.states.append(states_BSD)
         self.patch_ids.append(patch_ids_B)
 
-    def span(self, lo: int, rows_R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(states [R, L, S, d], patch ids [R, L])`` of positions ``lo ..`` the newest."""
+    def span(self, lo: int, rows_R: torch.Tensor, ids: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(states [R, L, S, d], patch ids [R, L])`` of positions ``lo ..`` the newest (``ids``
+        False: None for the ids)."""
         i = lo - self.base
-        states_BLSD = torch.stack(self.states[i:], dim=1)
-        ids_BL = torch.stack(self.patch_ids[i:], dim=1)
-        return states_BLSD.index_select(0, rows_R), ids_BL.index_select(0, rows_R)
+        states_RLSD = torch.stack(self.states[i:], dim=1).index_select(0, rows_R)
+        return states_RLSD, torch.stack(self.patch_ids[i:], dim=1).index_select(0, rows_R) if ids else None
 
     def row_span(self, lo: int, b: int) -> torch.Tensor:
         """States ``[1, L, S, d]`` of row ``b`` at positions ``lo ..`` the newest."""

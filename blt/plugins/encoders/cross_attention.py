@@ -114,23 +114,26 @@ class CrossAttentionEncoderStep(EncoderStep):
     def close(self, rows_C: torch.Tensor) -> torch.Tensor:
         """Patch vectors ``[C, 1, k d]`` of the patches that close at this byte."""
         enc, k = self.encoder, self.encoder.config.k
-        states_CLSD = self.own_span(rows_C)
-        if states_CLSD is None:
+        own = self.own_span(rows_C)
+        if own is None:
             states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
             others_CL = (ids_CL != pid_C[:, None]).long()  # 0: the closing patch's own bytes
             # byte_to_patch: a slot of patch p reads the bytes of patches p - W + 1 .. p (the span
             # ends at this byte, so no byte after p is in it)
             mask = (ids_CL > (pid_C - self.window)[:, None])[:, None, None, :]
-        else:  # one row, its own patch's bytes: every byte is read and pooled
-            others_CL = mask = None
+        else:  # window 1: each slot reads and pools its own patch's bytes (all of a single row's span)
+            states_CLSD, own_CL = own
+            mask = None if own_CL is None else own_CL[:, None, None, :]
         slots_CKD = None
         for j, cross in enumerate(self.fast_cross):
             h_CLD = states_CLSD[:, :, j]
             if slots_CKD is None or enc.config.repool:
-                if others_CL is None:
+                if own is None:
+                    pooled_C1D = pool_patches(h_CLD, others_CL, 2, "max")[:, :1]
+                elif own_CL is None:
                     pooled_C1D = h_CLD.amax(1, keepdim=True)
                 else:
-                    pooled_C1D = pool_patches(h_CLD, others_CL, 2, "max")[:, :1]
+                    pooled_C1D = torch.where(own_CL[:, :, None], h_CLD, float("-inf")).amax(1, keepdim=True)
                 slots_CKD = to_slots(self.project(pooled_C1D), k)
             slots_CKD = slots_CKD + cross(slots_CKD, *cross.keys(h_CLD), mask)  # the reference's double residual
         return from_slots(slots_CKD, k)

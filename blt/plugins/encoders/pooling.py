@@ -64,13 +64,14 @@ class PoolingEncoderStep(EncoderStep):
 
     def close(self, rows_C: torch.Tensor) -> torch.Tensor:
         """Patch vectors ``[C, 1, d]``: the pooled final states of each closing patch's bytes."""
-        own_1LSD = self.own_span(rows_C)
-        if own_1LSD is not None:
-            h_1LD = own_1LSD[:, :, 0]
-            return h_1LD.amax(1, keepdim=True) if self.encoder.config.mode == "max" else h_1LD.mean(1, keepdim=True)
-        states_CLSD, ids_CL, pid_C = self.closing_span(rows_C)
-        others_CL = (ids_CL != pid_C[:, None]).long()
-        return pool_patches(states_CLSD[:, :, 0], others_CL, 2, self.encoder.config.mode)[:, :1]
+        states_CLSD, own_CL = self.own_span(rows_C)  # window 1: the rows' own patches
+        h_CLD, mode = states_CLSD[:, :, 0], self.encoder.config.mode
+        if own_CL is None:  # one row: its span is its patch
+            return h_CLD.amax(1, keepdim=True) if mode == "max" else h_CLD.mean(1, keepdim=True)
+        if mode == "max":
+            return torch.where(own_CL[:, :, None], h_CLD, float("-inf")).amax(1, keepdim=True)
+        own_CL1 = own_CL[:, :, None].to(h_CLD.dtype)
+        return (h_CLD * own_CL1).sum(1, keepdim=True) / own_CL1.sum(1, keepdim=True)
 
 
 @hookimpl
