@@ -43,6 +43,34 @@ def test_prompts_file_to_json_lines(tmp_path, run_dir, capsysbinary):
     assert capsysbinary.readouterr().out == b""
 
 
+def test_greedy_prompts_are_batched_by_length(tmp_path, run_dir, capsysbinary, monkeypatch):
+    """Greedy rows are independent of their batch-mates, so prompts of similar length are batched
+    together (rows advance in lockstep); sampled prompts keep the file's order (stream (seed, i))."""
+    import blt.generate
+    from blt.cli.main import main
+
+    prompts = ["a", "a much longer prompt", "bb", "another long prompt", "ccc"]
+    loaded = load_generator(run_dir)
+    alone = [generate(loaded.model, loaded.patcher, [p], max_new_bytes=8)[0] for p in prompts]
+    batches, real = [], blt.generate.generate_detailed
+
+    def recording(model, patcher, chunk, **kw):
+        batches.append((list(chunk), kw["row_offset"]))
+        return real(model, patcher, chunk, **kw)
+
+    monkeypatch.setattr(blt.generate, "generate_detailed", recording)
+    src = write_prompts(tmp_path / "prompts.jsonl", prompts)
+    assert main(["generate", str(run_dir), "--prompts", str(src), "--max-bytes", "8", "--batch-size", "2"]) == 0
+    records = [json.loads(line) for line in capsysbinary.readouterr().out.decode().splitlines()]
+    assert [r["prompt"] for r in records] == prompts
+    assert [r["output"].encode() if "output_hex" not in r else bytes.fromhex(r["output_hex"]) for r in records] == alone
+    assert [chunk for chunk, _ in batches] == [["a much longer prompt", "another long prompt"], ["ccc", "bb"], ["a"]]
+    batches.clear()
+    assert main(["generate", str(run_dir), "--prompts", str(src), "--max-bytes", "4", "--batch-size", "2",
+                 "--temperature", "1.0", "--seed", "1"]) == 0
+    assert batches == [(prompts[0:2], 0), (prompts[2:4], 2), (prompts[4:], 4)]
+
+
 @pytest.mark.parametrize("lines, message", [
     (['"ok"', "{not json"], "line 2: not valid JSON"),
     (['"ok"', "", "3"], "line 3: expected a JSON string, got int"),

@@ -14,7 +14,7 @@ DESCRIPTION = (
     "(the reference's method; slow, but works with any patcher, bpe included). Temperature 0 is greedy. "
     "--prompts FILE reads one JSON string per line and writes JSON Lines (one object per prompt, in order: "
     '{"prompt", "output", "new_bytes", "stop", "patches"}) to stdout or --out FILE, generating --batch-size '
-    "prompts at a time."
+    "prompts at a time (greedy: prompts of similar length together, the output still in the file's order)."
 )
 
 
@@ -162,11 +162,18 @@ def write_jsonl(loaded: Any, prompts: list[str], options: dict, args: argparse.N
     from blt.generate import generate_detailed
     from blt.tokens import EOS_ID
 
-    lines = []
+    order = list(range(len(prompts)))
+    if options["temperature"] == 0:
+        # greedy rows do not depend on their batch-mates, so prompts of similar length go together: a
+        # batch's rows advance in lockstep, and a long prompt beside short ones is read one byte per
+        # step past the shortest (sampled rows keep the file's order: prompt i draws from stream (seed, i))
+        order.sort(key=lambda i: (-len(prompts[i].encode("utf-8", errors="surrogateescape")), i))
+    lines: list[str] = [""] * len(prompts)
     for lo in range(0, len(prompts), args.batch_size):
-        chunk = prompts[lo : lo + args.batch_size]
-        result = generate_detailed(loaded.model, loaded.patcher, chunk, row_offset=lo, **options)
-        for j, prompt in enumerate(chunk):
+        rows = order[lo : lo + args.batch_size]
+        result = generate_detailed(loaded.model, loaded.patcher, [prompts[i] for i in rows], row_offset=lo, **options)
+        for j, i in enumerate(rows):
+            prompt = prompts[i]
             tokens, data = result.new_tokens[j], result.outputs[j]
             record = {"prompt": prompt, "output": data.decode("utf-8", errors="replace"), "new_bytes": len(data),
                       "stop": "eos" if args.stop_at_eos and tokens and tokens[-1] == EOS_ID else "length",
@@ -177,7 +184,7 @@ def write_jsonl(loaded: Any, prompts: list[str], options: dict, args: argparse.N
                 data.decode("utf-8")
             except UnicodeDecodeError:
                 record["output_hex"] = data.hex()  # the exact bytes when they are not valid UTF-8
-            lines.append(json.dumps(record, ensure_ascii=False))
+            lines[i] = json.dumps(record, ensure_ascii=False)
     text = "".join(line + "\n" for line in lines)
     if args.out is not None:
         atomic_write_text(args.out, text)
