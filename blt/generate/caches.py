@@ -34,15 +34,15 @@ def decode_backend(model_backend: AttentionBackend) -> AttentionBackend:
 
 class KVStore:
     """Keys/values of ``layers`` layers for ``batch`` rows and ``capacity`` slots per row, and the
-    document id of the key in each slot (``doc_BC``)."""
+    document id of the key in each slot (``doc_BC``; None with ``documents=False``)."""
 
     def __init__(self, layers: int, batch: int, kv_heads: int, head_dim: int, capacity: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
+                 dtype: torch.dtype, device: torch.device, documents: bool = True) -> None:
         shape = (layers, batch, kv_heads, capacity, head_dim)
         self.replace(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device),
-                     torch.zeros(batch, capacity, dtype=torch.long, device=device))
+                     torch.zeros(batch, capacity, dtype=torch.long, device=device) if documents else None)
 
-    def replace(self, k: torch.Tensor, v: torch.Tensor, doc_BC: torch.Tensor) -> None:
+    def replace(self, k: torch.Tensor, v: torch.Tensor, doc_BC: torch.Tensor | None) -> None:
         """New buffers (a store that grows); ``layers[i]`` is layer i's ``(k, v)``, views made once."""
         self.k, self.v, self.doc_BC, self.capacity = k, v, doc_BC, k.shape[3]
         self.layers = list(zip(k.unbind(0), v.unbind(0)))

@@ -98,17 +98,16 @@ class EncoderStep:
             h_BD = self.stack.layer(i, h_BD)
             if i >= self.recorded_from:
                 kept.append(h_BD)
-        if pid_B is not self.prev_pid_B and self.window == 1:  # each patch reads its own bytes only
-            self.oldest_B = torch.where(pid_B != self.prev_pid_B, t, self.oldest_B)
+        if pid_B is not self.prev_pid_B:  # new patch ids (the generator makes a new tensor when they move on)
+            if self.window == 1:  # each patch reads its own bytes only: the oldest needed is its start
+                self.oldest_B = torch.where(pid_B != self.prev_pid_B, t, self.oldest_B)
+            else:
+                slot_B1 = (pid_B % self.window)[:, None]
+                new_B1 = (pid_B != self.prev_pid_B)[:, None]
+                self.starts_BW.scatter_(1, slot_B1, torch.where(new_B1, t, self.starts_BW.gather(1, slot_B1)))
+                first_needed_B1 = ((pid_B - self.window + 1).clamp(min=0) % self.window)[:, None]
+                self.oldest_B = self.starts_BW.gather(1, first_needed_B1)[:, 0]
             self.prev_pid_B = pid_B
-            self.oldest = int(self.oldest_B.min())
-        elif pid_B is not self.prev_pid_B:  # new patch ids (the generator makes a new tensor when they move on)
-            slot_B1 = (pid_B % self.window)[:, None]
-            new_B1 = (pid_B != self.prev_pid_B)[:, None]
-            self.starts_BW.scatter_(1, slot_B1, torch.where(new_B1, t, self.starts_BW.gather(1, slot_B1)))
-            self.prev_pid_B = pid_B
-            first_needed_B1 = ((pid_B - self.window + 1).clamp(min=0) % self.window)[:, None]
-            self.oldest_B = self.starts_BW.gather(1, first_needed_B1)[:, 0]
             self.oldest = int(self.oldest_B.min())
         self.history.append(kept[0][:, None] if len(kept) == 1 else torch.stack(kept, dim=1), pid_B)
         self.history.trim(self.oldest)

@@ -27,7 +27,8 @@ class GlobalStep:
                  like: torch.Tensor) -> None:
         self.model = model
         attn = model.layers[0].self_attn
-        self.store = KVStore(len(model.layers), batch, attn.kv_heads, attn.head_dim, max_patches, like.dtype, like.device)
+        self.store = KVStore(len(model.layers), batch, attn.kv_heads, attn.head_dim, max_patches, like.dtype, like.device,
+                             documents=False)  # documents are slot ranges (doc_start), not per-slot ids
         self.fast = [FastLayer(layer, rotate_in_matmul=None) for layer in model.layers]
         self.project = FastLinear(model.token_embedding_projection)
         self.cos_PD, self.sin_PD = rope_angles(torch.arange(max_patches, device=like.device), attn.head_dim, model.rope_theta)
